@@ -1,0 +1,176 @@
+"""The frozen configuration of a PredRNN-family model.
+
+Field names follow the reference ``run.py`` flags so that a user's training script maps onto
+:class:`ModelConfig` one to one (``name`` is the reference's ``model_name``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from mbvc.errors import ConfigError, did_you_mean
+
+MODEL_NAMES = ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and input rule of a PredRNN / PredRNN-V2 model.
+
+    Attributes:
+        name: ``predrnn``, ``predrnn_v2``, ``action_cond_predrnn`` or ``action_cond_predrnn_v2``.
+        num_hidden: hidden channels per layer; all equal (one memory M zigzags through them).
+        filter_size: odd convolution kernel size k.
+        stride: convolution stride of the cells; only 1 keeps state sizes fixed.
+        patch_size: space-to-depth factor p applied to frames.
+        img_channel: channels C of a frame.
+        img_width: frame width W (the reference's square-image size).
+        img_height: frame height H; ``None`` means square (``img_width``).
+        layer_norm: LayerNorm after every gate convolution.
+        input_length: context length K.
+        total_length: sequence length T used in training.
+        reverse_scheduled_sampling: input rule and curriculum of PredRNN-V2 (always on for
+            action-conditioned models).
+        decouple_beta: weight of the memory-decoupling loss (V2 models only).
+        conv_on_input: action models: encode frames/actions with two stride-2 convolutions.
+        res_on_conv: action models: skip connections from the encoder to the decoder.
+        num_action_ch: action dimension A (action models).
+    """
+
+    name: str = "predrnn_v2"
+    num_hidden: tuple[int, ...] = (128, 128, 128, 128)
+    filter_size: int = 5
+    stride: int = 1
+    patch_size: int = 4
+    img_channel: int = 1
+    img_width: int = 64
+    img_height: int | None = None
+    layer_norm: bool = False
+    input_length: int = 10
+    total_length: int = 20
+    reverse_scheduled_sampling: bool = True
+    decouple_beta: float = 0.1
+    conv_on_input: bool = True
+    res_on_conv: bool = True
+    num_action_ch: int = 4
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.name not in MODEL_NAMES:
+            raise ConfigError(
+                f"model name must be one of {MODEL_NAMES}, got {self.name!r}."
+                + did_you_mean(self.name, MODEL_NAMES)
+            )
+        hidden = tuple(int(h) for h in self.num_hidden)
+        object.__setattr__(self, "num_hidden", hidden)
+        if self.img_height is None:
+            object.__setattr__(self, "img_height", self.img_width)
+        if not hidden or min(hidden) <= 0:
+            raise ConfigError(f"num_hidden must list positive sizes, got {self.num_hidden=}")
+        if len(set(hidden)) != 1:
+            raise ConfigError(
+                "num_hidden must be equal in every layer: one spatiotemporal memory flows through "
+                f"all layers, got {self.num_hidden=}"
+            )
+        if self.filter_size % 2 != 1:
+            raise ConfigError(f"filter_size must be odd, got {self.filter_size=}")
+        if self.stride != 1:
+            raise ConfigError(f"stride must be 1 (other strides change state sizes), got {self.stride=}")
+        if self.patch_size < 1:
+            raise ConfigError(f"patch_size must be >= 1, got {self.patch_size=}")
+        for dim, size in (("img_width", self.img_width), ("img_height", self.img_height)):
+            if size % self.patch_size:
+                raise ConfigError(f"{dim}={size} is not divisible by patch_size={self.patch_size}")
+            if self.is_action and self.conv_on_input and (size // self.patch_size) % 4:
+                raise ConfigError(
+                    f"{dim}/patch_size = {size // self.patch_size} must be divisible by 4 for "
+                    "conv_on_input (two stride-2 encoder convolutions)"
+                )
+        if self.is_action and self.conv_on_input and hidden[0] % 2:
+            raise ConfigError(f"conv_on_input needs an even hidden size, got {self.num_hidden=}")
+        if not 1 <= self.input_length < self.total_length:
+            raise ConfigError(
+                f"need 1 <= input_length < total_length, got {self.input_length=}, {self.total_length=}"
+            )
+        if self.is_action and not self.reverse_scheduled_sampling:
+            raise ConfigError(
+                "action-conditioned models use the reverse scheduled sampling input rule: set "
+                "reverse_scheduled_sampling=True (reference flag --reverse_scheduled_sampling 1)"
+            )
+        if self.is_action and self.num_action_ch < 1:
+            raise ConfigError(f"action models need num_action_ch >= 1, got {self.num_action_ch=}")
+        if self.decouple_beta < 0:
+            raise ConfigError(f"decouple_beta must be >= 0, got {self.decouple_beta=}")
+
+    @property
+    def is_action(self) -> bool:
+        """Whether the model is action-conditioned."""
+        return self.name.startswith("action_cond")
+
+    @property
+    def is_v2(self) -> bool:
+        """Whether the model has the memory-decoupling loss (PredRNN-V2)."""
+        return self.name.endswith("_v2")
+
+    @property
+    def num_layers(self) -> int:
+        """Number of stacked cells."""
+        return len(self.num_hidden)
+
+    @property
+    def hidden(self) -> int:
+        """Hidden size H of every layer."""
+        return self.num_hidden[0]
+
+    @property
+    def patch_channels(self) -> int:
+        """Channels of a patched frame, p * p * C."""
+        return self.patch_size**2 * self.img_channel
+
+    @property
+    def reverse_input_rule(self) -> bool:
+        """True when step t >= 1 mixes the true frame t with the prediction (PredRNN-V2 rule)."""
+        return self.reverse_scheduled_sampling or self.is_action
+
+    def mask_steps(self, total_length: int | None = None) -> int:
+        """Number of per-sample mask entries the training forward expects.
+
+        ``T - 2`` for the reverse rule, ``T - K - 1`` for scheduled sampling.
+        """
+        t = self.total_length if total_length is None else total_length
+        return t - 2 if self.reverse_input_rule else t - self.input_length - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict that :meth:`from_dict` turns back into this config."""
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        d["num_hidden"] = list(self.num_hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Build a config from a dict, rejecting unknown keys by name."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown model config key {unknown[0]!r}." + did_you_mean(unknown[0], names)
+            )
+        d = dict(d)
+        if "num_hidden" in d:
+            d["num_hidden"] = _parse_hidden(d["num_hidden"])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """Return a copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _parse_hidden(value: Any) -> tuple[int, ...]:
+    if isinstance(value, str):
+        try:
+            return tuple(int(v) for v in value.split(",") if v.strip())
+        except ValueError:
+            raise ConfigError(f"num_hidden must look like '128,128,128,128', got {value!r}") from None
+    return tuple(int(v) for v in value)

@@ -1,0 +1,335 @@
+"""PredRNN, PredRNN-V2 and their action-conditioned forms as one module.
+
+The stack of cells shares one spatiotemporal memory M that zigzags: at every step it goes up
+through the layers, and layer 0 reads what the top layer left at the previous step.
+
+Public entry points (frames are (B, T, C, H, W) in [0, 1], actions (B, T, A)):
+
+* ``model(frames, mask, actions)``: training forward with a curriculum mask;
+* ``model.predict(context, n_future, actions)``: test-time generation;
+* ``model.encode(context, actions)`` then ``model.rollout(state, n_future, actions)``: encode
+  the context once, then roll any number of candidate action sequences from that state.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mbvc.errors import ShapeError
+from mbvc.models.cells import ActionSpatioTemporalCell, SpatioTemporalCell
+from mbvc.models.config import ModelConfig
+from mbvc.models.patch import patchify, unpatchify
+
+States = tuple["torch.Tensor | None", ...]
+
+
+class ModelOutput(NamedTuple):
+    """What the training forward returns.
+
+    Attributes:
+        frames: (B, T-1, C, H, W) predictions of frames 1..T-1 (raw, not clipped).
+        loss: scalar, ``mse + decouple_beta * decouple``.
+        mse: scalar mean squared error over all outputs (image channels only).
+        decouple: scalar memory-decoupling loss (0 for PredRNN).
+        increments: per step and layer ``(delta_c, delta_m)`` when asked for, else None.
+    """
+
+    frames: torch.Tensor
+    loss: torch.Tensor
+    mse: torch.Tensor
+    decouple: torch.Tensor
+    increments: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+class RecurrentState(NamedTuple):
+    """The model's state after the context: what :meth:`PredRNN.rollout` continues from.
+
+    Attributes:
+        h, c: per-layer hidden and cell states (None means zeros).
+        m: the spatiotemporal memory as left by the top layer (None means zeros).
+        frame: patched frame that enters the next step, (B, p*p*C, H/p, W/p).
+    """
+
+    h: States
+    c: States
+    m: torch.Tensor | None
+    frame: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.frame.shape[0]
+
+    def expand(self, n: int) -> RecurrentState:
+        """Broadcast a batch-1 state to ``n`` samples without copying memory."""
+        if self.batch_size == n:
+            return self
+        if self.batch_size != 1:
+            raise ShapeError(f"cannot broadcast a state of batch {self.batch_size} to {n} samples")
+
+        def ex(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.expand(n, *t.shape[1:])
+
+        return RecurrentState(tuple(map(ex, self.h)), tuple(map(ex, self.c)), ex(self.m), ex(self.frame))
+
+
+class PredRNN(nn.Module):
+    """PredRNN / PredRNN-V2, optionally action-conditioned, built from a :class:`ModelConfig`.
+
+    Parameter names follow the reference where the layout is the same (``cell_list``,
+    ``conv_last``, ``adapter``, ``conv_input1``...). Unconditioned cells without layer norm
+    store fused convolutions; :mod:`mbvc.models.reference` maps the reference layout.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = cfg = config
+        hid, k, p = cfg.hidden, cfg.filter_size, cfg.patch_size
+        pch, ln = cfg.patch_channels, cfg.layer_norm
+        ph, pw = cfg.img_height // p, cfg.img_width // p
+        if cfg.is_action and cfg.conv_on_input:
+            rh, rw = ph // 4, pw // 4
+            self.conv_input1 = nn.Conv2d(pch, hid // 2, k, stride=2, padding=k // 2, bias=False)
+            self.conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=2, padding=k // 2, bias=False)
+            self.action_conv_input1 = nn.Conv2d(cfg.num_action_ch, hid // 2, k, stride=2, padding=k // 2, bias=False)
+            self.action_conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=2, padding=k // 2, bias=False)
+            self.deconv_output1 = nn.ConvTranspose2d(hid, hid // 2, k, stride=2, padding=k // 2, bias=False)
+            self.deconv_output2 = nn.ConvTranspose2d(hid // 2, pch, k, stride=2, padding=k // 2, bias=False)
+            in0, act_ch = hid, hid
+        else:
+            rh, rw = ph, pw
+            # conv_on_input=0: frame and action planes enter layer 0 together, and the raw
+            # action planes feed conv_a (the reference's shapes for this path never ran).
+            in0 = pch + cfg.num_action_ch if cfg.is_action else pch
+            act_ch = cfg.num_action_ch
+            self.conv_last = nn.Conv2d(hid, pch, 1, bias=False)
+        cells: list[nn.Module] = []
+        for layer in range(cfg.num_layers):
+            cin = in0 if layer == 0 else hid
+            if cfg.is_action:
+                cells.append(ActionSpatioTemporalCell(cin, hid, act_ch, rh, rw, k, ln))
+            else:
+                cells.append(SpatioTemporalCell(cin, hid, rh, rw, k, ln))
+        self.cell_list = nn.ModuleList(cells)
+        if cfg.is_v2:
+            self.adapter = nn.Conv2d(hid, hid, 1, bias=False)
+
+    # ------------------------------------------------------------------ one step
+    def _step(
+        self, frame: torch.Tensor, action: torch.Tensor | None, h: States, c: States, m: torch.Tensor | None
+    ) -> tuple[torch.Tensor, States, States, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Advance every layer by one step from a patched frame (B, pC, h, w) and an action (B, A)."""
+        cfg = self.config
+        skips = None
+        enc_action = None
+        if cfg.is_action:
+            planes = action[:, :, None, None].expand(-1, -1, *frame.shape[-2:])
+            if cfg.conv_on_input:
+                e1 = self.conv_input1(frame)
+                net = self.conv_input2(e1)
+                skips = (e1, net, frame.shape[-2:])
+                enc_action = self.action_conv_input2(self.action_conv_input1(planes))
+            else:
+                net = torch.cat((frame, planes), dim=1)
+                enc_action = planes
+        else:
+            net = frame
+        new_h, new_c, deltas = [], [], []
+        for layer, cell in enumerate(self.cell_list):
+            if enc_action is None:
+                hl, cl, m, dc, dm = cell(net, h[layer], c[layer], m)
+            else:
+                hl, cl, m, dc, dm = cell(net, h[layer], c[layer], m, enc_action)
+            new_h.append(hl)
+            new_c.append(cl)
+            deltas.append((dc, dm))
+            net = hl
+        return self._decode(net, skips), tuple(new_h), tuple(new_c), m, deltas
+
+    def _decode(self, top: torch.Tensor, skips: tuple | None) -> torch.Tensor:
+        if skips is None:
+            return self.conv_last(top)
+        e1, e2, out_hw = skips
+        if self.config.res_on_conv:
+            d1 = self.deconv_output1(top + e2, output_size=e1.shape[-2:])
+            return self.deconv_output2(d1 + e1, output_size=out_hw)
+        d1 = self.deconv_output1(top, output_size=e1.shape[-2:])
+        return self.deconv_output2(d1, output_size=out_hw)
+
+    def _zero_states(self) -> tuple[States, States, None]:
+        n = self.config.num_layers
+        return (None,) * n, (None,) * n, None
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self,
+        frames: torch.Tensor,
+        mask: torch.Tensor,
+        actions: torch.Tensor | None = None,
+        return_increments: bool = False,
+    ) -> ModelOutput:
+        """Training forward: predict frames 1..T-1, mixing true frames in by ``mask``.
+
+        Args:
+            frames: (B, T, C, H, W) in [0, 1].
+            mask: (B, steps) with 1 = feed the true frame at that step; steps is T-2 for the
+                reverse rule (PredRNN-V2, action models), T-K-1 for scheduled sampling.
+            actions: (B, T, A) or (B, T-1, A) for action models; ``actions[:, t]`` is taken
+                at frame t.
+            return_increments: also return the per-step, per-layer (delta_c, delta_m).
+
+        Returns:
+            :class:`ModelOutput` with predictions (B, T-1, C, H, W) and the loss parts.
+        """
+        cfg = self.config
+        batch, total = self._check_frames(frames, "frames", min_length=2)
+        steps = cfg.mask_steps(total)
+        if mask.dim() != 2 or mask.shape[0] != batch or mask.shape[1] != steps:
+            raise ShapeError(
+                f"mask must be (batch, {steps}) for {cfg.name} with T={total} "
+                f"({'T-2' if cfg.reverse_input_rule else 'T-K-1'}), got {tuple(mask.shape)}"
+            )
+        actions = self._check_actions(actions, batch, total - 1)
+        x = patchify(frames, cfg.patch_size)
+        mask = mask.to(device=x.device, dtype=x.dtype)[:, :, None, None, None]
+        h, c, m = self._zero_states()
+        preds, increments = [], []
+        x_gen = x[:, 0]
+        for t in range(total - 1):
+            j = t - 1 if cfg.reverse_input_rule else t - cfg.input_length
+            net = x[:, t] if j < 0 else mask[:, j] * x[:, t] + (1 - mask[:, j]) * x_gen
+            a_t = None if actions is None else actions[:, t]
+            x_gen, h, c, m, deltas = self._step(net, a_t, h, c, m)
+            preds.append(x_gen)
+            increments.extend(deltas)
+        pred = torch.stack(preds, dim=1)
+        mse = F.mse_loss(pred, x[:, 1:])
+        decouple = self._decoupling_loss(increments) if cfg.is_v2 else mse.new_zeros(())
+        loss = mse + cfg.decouple_beta * decouple if cfg.is_v2 else mse
+        return ModelOutput(
+            unpatchify(pred, cfg.patch_size), loss, mse, decouple, increments if return_increments else None
+        )
+
+    def _decoupling_loss(self, increments: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Mean |cos| between adapted delta_c and delta_m, over layers, steps, batch, channels.
+
+        All increments go through the shared 1x1 adapter in one call; every (layer, step) term
+        averages the same number of entries, so the global mean equals the mean of the terms.
+        """
+        n = len(increments)
+        both = torch.cat([torch.stack([d[0] for d in increments]), torch.stack([d[1] for d in increments])])
+        s, b, ch = both.shape[:3]
+        adapted = self.adapter(both.flatten(0, 1)).reshape(s, b, ch, -1)
+        adapted = F.normalize(adapted, dim=3)
+        cos = torch.cosine_similarity(adapted[:n], adapted[n:], dim=3)
+        return cos.abs().mean()
+
+    # ------------------------------------------------------------------ inference
+    def encode(self, context: torch.Tensor, actions: torch.Tensor | None = None) -> RecurrentState:
+        """Run the K context frames through the network once.
+
+        Args:
+            context: (B, K, C, H, W) true frames.
+            actions: (B, >= K-1, A) actions taken at the context frames (action models).
+
+        Returns:
+            The state from which :meth:`rollout` predicts frame K onwards.
+        """
+        batch, k = self._check_frames(context, "context", min_length=1)
+        actions = self._check_actions(actions, batch, k - 1, allow_empty=True)
+        x = patchify(context, self.config.patch_size)
+        h, c, m = self._zero_states()
+        for t in range(k - 1):
+            _, h, c, m, _ = self._step(x[:, t], None if actions is None else actions[:, t], h, c, m)
+        return RecurrentState(h, c, m, x[:, k - 1])
+
+    def rollout(self, state: RecurrentState, n_future: int, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Predict ``n_future`` frames from an encoded state, feeding predictions back.
+
+        Args:
+            state: from :meth:`encode`; a batch-1 state is broadcast to the N action sequences.
+            n_future: number of frames to predict.
+            actions: (N, >= n_future, A) for action models; ``actions[:, 0]`` is taken at the
+                last context frame.
+
+        Returns:
+            (N, n_future, C, H, W) raw predictions.
+        """
+        if n_future < 1:
+            raise ShapeError(f"n_future must be >= 1, got {n_future}")
+        n = state.batch_size if actions is None else actions.shape[0]
+        actions = self._check_actions(actions, n, n_future)
+        h, c, m, frame = state.expand(n)
+        preds = []
+        for t in range(n_future):
+            frame, h, c, m, _ = self._step(frame, None if actions is None else actions[:, t], h, c, m)
+            preds.append(frame)
+        return unpatchify(torch.stack(preds, dim=1), self.config.patch_size)
+
+    @torch.no_grad()
+    def predict(self, context: torch.Tensor, n_future: int, actions: torch.Tensor | None = None) -> torch.Tensor:
+        """Test-time generation: true frames for the K context steps, own predictions after.
+
+        Args:
+            context: (B, K, C, H, W) in [0, 1].
+            n_future: frames to predict.
+            actions: (B, >= K-1+n_future, A) for action models.
+
+        Returns:
+            (B, n_future, C, H, W) raw predictions (clip to [0, 1] for display or metrics).
+        """
+        k = context.shape[1] if context.dim() == 5 else 0
+        if actions is not None and actions.dim() == 3 and actions.shape[1] < k - 1 + n_future:
+            raise ShapeError(
+                f"actions must cover K-1+n_future = {k - 1 + n_future} steps, got {actions.shape[1]}"
+            )
+        state = self.encode(context, None if actions is None else actions[:, : k - 1])
+        return self.rollout(state, n_future, None if actions is None else actions[:, k - 1 :])
+
+    # ------------------------------------------------------------------ checks
+    def _check_frames(self, frames: torch.Tensor, name: str, min_length: int) -> tuple[int, int]:
+        cfg = self.config
+        if not isinstance(frames, torch.Tensor) or frames.dim() != 5:
+            shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+            raise ShapeError(f"{name} must be a 5-D tensor (batch, time, channels, height, width), got {shape}")
+        if not frames.is_floating_point():
+            raise ShapeError(f"{name} must be float in [0, 1], got dtype {frames.dtype} (see mbvc.data.to_float)")
+        b, t, ch, hh, ww = frames.shape
+        if ch != cfg.img_channel:
+            raise ShapeError(f"{name} has {ch} channels, the model expects img_channel={cfg.img_channel}")
+        div = cfg.patch_size * (4 if cfg.is_action and cfg.conv_on_input else 1)
+        if cfg.layer_norm and (hh, ww) != (cfg.img_height, cfg.img_width):
+            raise ShapeError(
+                f"{name} frames are {hh}x{ww}; with layer_norm the model needs "
+                f"{cfg.img_height}x{cfg.img_width}"
+            )
+        if hh % div or ww % div:
+            raise ShapeError(f"{name} frame size {hh}x{ww} is not divisible by {div} (patch_size={cfg.patch_size})")
+        if t < min_length:
+            raise ShapeError(f"{name} needs at least {min_length} frames, got {t}")
+        return b, t
+
+    def _check_actions(
+        self, actions: torch.Tensor | None, batch: int, steps: int, allow_empty: bool = False
+    ) -> torch.Tensor | None:
+        cfg = self.config
+        if not cfg.is_action:
+            return None
+        if steps == 0 and allow_empty:
+            return None
+        if actions is None:
+            raise ShapeError(f"{cfg.name} is action-conditioned: pass actions of shape (batch, {steps}, {cfg.num_action_ch})")
+        if actions.dim() != 3 or actions.shape[0] != batch or actions.shape[2] != cfg.num_action_ch:
+            raise ShapeError(
+                f"actions must be (batch={batch}, time, {cfg.num_action_ch}), got {tuple(actions.shape)}"
+            )
+        if actions.shape[1] < steps:
+            raise ShapeError(f"actions must cover {steps} steps, got {actions.shape[1]}")
+        # Actions are cast to the weights' dtype (float64 parity runs, float32 training).
+        return actions.to(dtype=self.conv_last_dtype())
+
+    def conv_last_dtype(self) -> torch.dtype:
+        """The floating dtype of the model's parameters."""
+        return next(self.parameters()).dtype
