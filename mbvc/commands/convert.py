@@ -1,0 +1,38 @@
+"""``mbvc convert``: turn a reference checkpoint into an mbvc model file."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from mbvc.config import model_config_from_preset, preset_names
+
+HELP = "convert a reference PredRNN checkpoint (model.ckpt-N) into an mbvc model file"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, help="reference checkpoint ({'net_param': state_dict})")
+    parser.add_argument("--preset", required=True, help=f"architecture preset: {', '.join(preset_names())} or a YAML path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset field, e.g. model.layer_norm=true (repeatable)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="mbvc model file to write (.safetensors)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mbvc.models import save_model
+    from mbvc.models.reference import from_reference
+
+    cfg = model_config_from_preset(args.preset, args.overrides)
+    flags = dict(
+        model_name=cfg.name, num_hidden=",".join(map(str, cfg.num_hidden)), filter_size=cfg.filter_size,
+        stride=cfg.stride, patch_size=cfg.patch_size, img_channel=cfg.img_channel, img_width=cfg.img_width,
+        layer_norm=int(cfg.layer_norm), input_length=cfg.input_length, total_length=cfg.total_length,
+        reverse_scheduled_sampling=int(cfg.reverse_scheduled_sampling), decouple_beta=cfg.decouple_beta,
+        conv_on_input=int(cfg.conv_on_input), res_on_conv=int(cfg.res_on_conv), num_action_ch=cfg.num_action_ch,
+    )
+    model = from_reference(args.checkpoint, **flags)
+    out = save_model(model, args.output, metadata={"source": str(args.checkpoint), "preset": str(args.preset)})
+    n = sum(p.numel() for p in model.parameters())
+    print(f"wrote {out} ({cfg.name}, {n:,} parameters) from {args.checkpoint}")
+    return 0

@@ -1,0 +1,210 @@
+"""Shapes, gradients, equations, errors and determinism of the PredRNN family."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mbvc.errors import ConfigError, ShapeError
+from mbvc.models import CurriculumConfig, ModelConfig, build_model, curriculum_mask, patchify, unpatchify
+from mbvc.models.cells import SpatioTemporalCell
+from tests.models.conftest import NAMES, tiny_config
+
+
+def _inputs(cfg, b=2):
+    frames = torch.rand(b, cfg.total_length, cfg.img_channel, cfg.img_height, cfg.img_width)
+    actions = torch.randn(b, cfg.total_length, cfg.num_action_ch) if cfg.is_action else None
+    mask = curriculum_mask(cfg, CurriculumConfig(), 1, b)
+    return frames, mask, actions
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("layer_norm", [False, True])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_shapes_and_gradients_reach_every_parameter(name, layer_norm, layers):
+    cfg = tiny_config(name, layer_norm=layer_norm, num_hidden=(8,) * layers, img_channel=3)
+    model = build_model(cfg)
+    frames, mask, actions = _inputs(cfg)
+    out = model(frames, mask, actions)
+    assert out.frames.shape == (2, cfg.total_length - 1, 3, 16, 16)
+    assert out.loss.shape == out.mse.shape == out.decouple.shape == ()
+    expected = out.mse + cfg.decouple_beta * out.decouple if cfg.is_v2 else out.mse
+    assert torch.allclose(out.loss, expected)
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("conv_on_input", [True, False])
+def test_action_models_both_input_settings_run(conv_on_input):
+    cfg = tiny_config("action_cond_predrnn_v2", conv_on_input=conv_on_input, res_on_conv=conv_on_input)
+    model = build_model(cfg)
+    frames, mask, actions = _inputs(cfg)
+    assert model(frames, mask, actions).frames.shape == (2, 5, 1, 16, 16)
+    assert model.predict(frames[:, :3], 7, torch.randn(2, 9, 3)).shape == (2, 7, 1, 16, 16)
+
+
+def test_actions_change_predictions():
+    cfg = tiny_config("action_cond_predrnn")
+    model = build_model(cfg).eval()
+    ctx = torch.rand(1, 3, 1, 16, 16)
+    a = torch.randn(1, 6, 3)
+    assert not torch.allclose(model.predict(ctx, 4, a), model.predict(ctx, 4, -a))
+
+
+def test_cell_equations_match_direct_computation():
+    torch.manual_seed(3)
+    cin, hid, k = 2, 3, 3
+    cell = SpatioTemporalCell(cin, hid, 5, 5, k, layer_norm=False).double()
+    x, h, c, m = (torch.randn(2, n, 5, 5, dtype=torch.float64) for n in (cin, hid, hid, hid))
+    wxh, wxm = cell.conv_xh.weight, cell.conv_xm.weight
+
+    def conv(inp, w):
+        return F.conv2d(inp, w, padding=k // 2)
+
+    # Gate pre-activations written out per input, as in the paper's equations.
+    ix, fx, gx, ox = conv(x, wxh[:, :cin]).chunk(4, 1)
+    ih, fh, gh, oh = conv(h, wxh[:, cin:]).chunk(4, 1)
+    ipx, fpx, gpx = conv(x, wxm[:, :cin]).chunk(3, 1)
+    im, fm, gm = conv(m, wxm[:, cin:]).chunk(3, 1)
+    s = torch.sigmoid
+    c_new = s(fx + fh + 1) * c + s(ix + ih) * torch.tanh(gx + gh)
+    m_new = s(fpx + fm + 1) * m + s(ipx + im) * torch.tanh(gpx + gm)
+    mem = torch.cat([c_new, m_new], 1)
+    o = s(ox + oh + conv(mem, cell.conv_o.weight))
+    h_new = o * torch.tanh(F.conv2d(mem, cell.conv_last.weight))
+    got = cell(x, h, c, m)
+    for a, b in zip(got[:3], (h_new, c_new, m_new)):
+        assert torch.allclose(a, b, atol=1e-12)
+    assert torch.allclose(got[3], s(ix + ih) * torch.tanh(gx + gh), atol=1e-12)  # delta_c
+    # None states are zeros.
+    z = torch.zeros_like(h)
+    for a, b in zip(cell(x, None, None, None), cell(x, z, z, z)):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_patch_round_trip_and_reference_channel_order():
+    p, c = 2, 3
+    frames = torch.rand(2, 4, c, 8, 6)
+    patched = patchify(frames, p)
+    assert patched.shape == (2, 4, p * p * c, 4, 3)
+    assert torch.equal(unpatchify(patched, p), frames)
+    # channel (py * p + px) * C + ch of patch (y, x) holds pixel (y*p+py, x*p+px), colour ch
+    for py in range(p):
+        for px in range(p):
+            for ch in range(c):
+                got = patched[:, :, (py * p + px) * c + ch]
+                assert torch.equal(got, frames[:, :, ch, py::p, px::p])
+
+
+def test_decoupling_loss_zero_for_orthogonal_and_one_for_identical():
+    cfg = tiny_config("predrnn_v2")
+    model = build_model(cfg)
+    torch.nn.init.eye_(model.adapter.weight.view(8, 8))  # identity adapter
+    a = torch.zeros(2, 8, 4, 4)
+    b = torch.zeros(2, 8, 4, 4)
+    a[:, :, 0, 0] = 1.0
+    b[:, :, 1, 1] = 2.0
+    assert model._decoupling_loss([(a, b)]).item() == pytest.approx(0.0, abs=1e-7)
+    r = torch.randn(2, 8, 4, 4)
+    assert model._decoupling_loss([(r, r), (r, 3 * r)]).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_seeded_determinism_on_cpu():
+    def run():
+        torch.manual_seed(7)
+        cfg = tiny_config("predrnn_v2")
+        model = build_model(cfg)
+        opt = torch.optim.Adam(model.parameters(), 1e-3)
+        g = torch.Generator().manual_seed(7)
+        for itr in range(1, 4):
+            frames = torch.rand(2, 6, 1, 16, 16, generator=g)
+            out = model(frames, curriculum_mask(cfg, CurriculumConfig(), itr, 2, generator=g))
+            opt.zero_grad()
+            out.loss.backward()
+            opt.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for a, b in zip(run(), run()):
+        assert torch.equal(a, b)
+
+
+def test_encode_once_rollout_many_equals_per_candidate_predict():
+    cfg = tiny_config("action_cond_predrnn_v2")
+    model = build_model(cfg).eval()
+    ctx = torch.rand(1, 3, 1, 16, 16)
+    past = torch.randn(1, 2, 3)
+    cands = torch.randn(5, 4, 3)
+    with torch.no_grad():
+        state = model.encode(ctx, past)
+        batched = model.rollout(state, 4, cands)
+        for i in range(5):
+            single = model.predict(ctx, 4, torch.cat([past, cands[i : i + 1]], 1))
+            assert torch.allclose(batched[i : i + 1], single, atol=1e-5)
+
+
+def test_channels_last_gives_same_result():
+    cfg = tiny_config("predrnn_v2")
+    model = build_model(cfg).eval()
+    frames = torch.rand(2, 6, 1, 16, 16)
+    mask = torch.ones(2, cfg.mask_steps())
+    ref = model(frames, mask).frames
+    model_cl = model.to(memory_format=torch.channels_last)
+    assert torch.allclose(model_cl(frames, mask).frames, ref, atol=1e-5)
+
+
+class TestErrors:
+    def test_frames_not_5d(self):
+        model = build_model(tiny_config())
+        with pytest.raises(ShapeError, match="5-D"):
+            model(torch.rand(6, 1, 16, 16), torch.ones(1, 4))
+
+    def test_size_not_divisible_by_patch(self):
+        with pytest.raises(ConfigError, match="divisible by patch_size"):
+            tiny_config(img_width=15)
+        model = build_model(tiny_config())
+        with pytest.raises(ShapeError, match="divisible"):
+            model(torch.rand(1, 6, 1, 15, 15), torch.ones(1, 4))
+
+    def test_missing_actions(self):
+        model = build_model(tiny_config("action_cond_predrnn"))
+        with pytest.raises(ShapeError, match="action-conditioned"):
+            model(torch.rand(1, 6, 1, 16, 16), torch.ones(1, 4))
+
+    def test_wrong_mask_shape_names_the_rule(self):
+        model = build_model(tiny_config("predrnn"))  # scheduled sampling: T-K-1 = 2
+        with pytest.raises(ShapeError, match="T-K-1"):
+            model(torch.rand(1, 6, 1, 16, 16), torch.ones(1, 4))
+
+    def test_uint8_frames(self):
+        model = build_model(tiny_config())
+        with pytest.raises(ShapeError, match="float"):
+            model(torch.zeros(1, 6, 1, 16, 16, dtype=torch.uint8), torch.ones(1, 4))
+
+    def test_wrong_channels(self):
+        model = build_model(tiny_config())
+        with pytest.raises(ShapeError, match="img_channel"):
+            model(torch.rand(1, 6, 3, 16, 16), torch.ones(1, 4))
+
+    def test_bad_configs(self):
+        with pytest.raises(ConfigError, match="Did you mean 'predrnn_v2'"):
+            ModelConfig(name="predrnn-v2")
+        with pytest.raises(ConfigError, match="equal"):
+            ModelConfig(num_hidden=(64, 32))
+        with pytest.raises(ConfigError, match="odd"):
+            ModelConfig(filter_size=4)
+        with pytest.raises(ConfigError, match="reverse_scheduled_sampling"):
+            ModelConfig(name="action_cond_predrnn", reverse_scheduled_sampling=False, patch_size=1)
+
+
+def test_model_config_is_frozen_and_round_trips():
+    cfg = tiny_config("action_cond_predrnn_v2")
+    with pytest.raises(Exception):
+        cfg.num_hidden = (4,)
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    assert ModelConfig.from_dict({"num_hidden": "64,64"}).num_hidden == (64, 64)
+    with pytest.raises(ConfigError, match="Did you mean 'num_hidden'"):
+        ModelConfig.from_dict({"num_hiden": [4]})
+    assert math.isclose(cfg.decouple_beta, 0.1)
