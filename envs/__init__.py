@@ -1,0 +1,35 @@
+"""mbvc's gymnasium environments: a BAIR-like tabletop pushing world, wrappers and collection.
+
+Importing this package registers ``mbvc/Push-v0``, ``mbvc/PushMulti-v0`` and
+``mbvc/PushDistractors-v0`` (gymnasium 1.x has no plugin entry points), so both
+``import envs; gymnasium.make("mbvc/Push-v0")`` and ``gymnasium.make("envs:mbvc/Push-v0")`` work.
+
+Example:
+    >>> import gymnasium as gym
+    >>> import envs
+    >>> sorted(i for i in gym.registry if i.startswith("mbvc/"))
+    ['mbvc/Push-v0', 'mbvc/PushDistractors-v0', 'mbvc/PushMulti-v0']
+"""
+from __future__ import annotations
+
+from envs._gl import default_headless_gl, keep_tensorflow_out
+
+# Must run before anything imports mujoco: MuJoCo reads MUJOCO_GL once, at import. It only
+# fills in a default (egl) when the variable is unset and there is no display.
+default_headless_gl()
+# Without a GPU, keep TensorBoard (pulled in by stable-baselines3) from loading TensorFlow,
+# whose LLVM crashes Mesa's software renderer in the same process. See envs/_gl.py.
+keep_tensorflow_out()
+
+from gymnasium.envs.registration import register, registry  # noqa: E402
+
+ENV_IDS = ("mbvc/Push-v0", "mbvc/PushMulti-v0", "mbvc/PushDistractors-v0")
+_SCENES = dict(zip(ENV_IDS, ("push", "multi", "distractors")))
+
+for _env_id, _scene in _SCENES.items():
+    if _env_id not in registry:  # importing twice (e.g. "envs:" prefix after import) is fine
+        # No max_episode_steps: PushEnv truncates itself, so that get_state/set_state also
+        # restore the step count (a TimeLimit wrapper would keep its own counter).
+        register(id=_env_id, entry_point="envs.push:PushEnv", kwargs={"scene": _scene})
+
+__all__ = ["ENV_IDS"]

@@ -1,0 +1,123 @@
+"""OpenGL backend choice for headless rendering, and a renderer factory with a clear error.
+
+MuJoCo picks its OpenGL backend once, when ``mujoco`` is first imported, from ``MUJOCO_GL``.
+Its default (GLFW) needs a display, so on a server the first render fails with an obscure
+error. :func:`default_headless_gl` therefore sets ``MUJOCO_GL=egl`` when the variable is unset
+and no display is present; it is called once, at the edge (``envs/__init__.py`` before any
+MuJoCo import), and never overrides a user's choice.
+
+Without a GPU, EGL renders with Mesa's llvmpipe, which cannot share a process with
+TensorFlow (see :func:`keep_tensorflow_out` and :func:`check_llvm_clash`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+from mbvc.errors import EnvError
+
+logger = logging.getLogger(__name__)
+
+# Where glvnd looks for EGL vendor libraries (10_nvidia.json, 50_mesa.json...).
+_EGL_VENDOR_DIRS = (Path("/usr/share/glvnd/egl_vendor.d"), Path("/etc/glvnd/egl_vendor.d"))
+
+INSTALL_HINT = (
+    "For headless rendering install EGL (Debian/Ubuntu: `apt-get install libegl1`, with an "
+    "NVIDIA or Mesa driver) and set MUJOCO_GL=egl, or install OSMesa (`apt-get install "
+    "libosmesa6`, plus `pip install pyopengl`) and set MUJOCO_GL=osmesa; with a display, "
+    "MUJOCO_GL=glfw needs `pip install glfw`. Set MUJOCO_GL before mujoco is first imported."
+)
+
+
+def default_headless_gl(environ: dict[str, str] | None = None) -> str | None:
+    """Set ``MUJOCO_GL=egl`` if it is unset and there is no display.
+
+    Args:
+        environ: mapping to read and update; ``os.environ`` by default (a parameter for tests).
+
+    Returns:
+        The backend that was set, or ``None`` when nothing was changed.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("MUJOCO_GL") or sys.platform != "linux":
+        return None
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    if "mujoco" in sys.modules and environ is None:
+        # Too late to matter for this process; say so instead of silently doing nothing.
+        logger.warning("mujoco was imported before envs with MUJOCO_GL unset and no display; "
+                       "rendering may fail. %s", INSTALL_HINT)
+    env["MUJOCO_GL"] = "egl"
+    return "egl"
+
+
+def mesa_software_gl(environ: dict[str, str] | None = None) -> bool:
+    """Whether MuJoCo will render with Mesa's CPU rasterizer (EGL without a GPU vendor, or OSMesa)."""
+    env = os.environ if environ is None else environ
+    backend = env.get("MUJOCO_GL", "").lower()
+    if backend == "osmesa":
+        return True
+    if backend != "egl":
+        return False
+    vendors = [p.name for d in _EGL_VENDOR_DIRS if d.is_dir() for p in d.glob("*.json")]
+    return not any("mesa" not in name.lower() for name in vendors)
+
+
+def keep_tensorflow_out() -> bool:
+    """Make TensorBoard use its TensorFlow-free stub when rendering will be on Mesa's CPU rasterizer.
+
+    TensorFlow exports the symbols of its own LLVM copy; in a process that also loads Mesa's
+    llvmpipe (which links another LLVM) rendering segfaults, or the process aborts at exit.
+    ``torch.utils.tensorboard`` (hence stable-baselines3) imports TensorFlow only because
+    TensorBoard looks for it; TensorBoard's documented ``tensorboard.compat.notf`` marker
+    module tells it not to. Writing summaries works the same with the stub. Importing
+    ``tensorflow`` directly is not prevented.
+
+    Returns:
+        Whether the marker was installed.
+    """
+    if "tensorflow" in sys.modules or not mesa_software_gl():
+        return False
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    return True
+
+
+def check_llvm_clash() -> None:
+    """Refuse to render on Mesa's CPU rasterizer in a process that has loaded TensorFlow.
+
+    Raises:
+        EnvError: rendering would crash the process; the message says how to avoid it.
+    """
+    if "tensorflow" in sys.modules and mesa_software_gl():
+        raise EnvError(
+            "tensorflow is loaded in this process and MuJoCo would render with Mesa's CPU "
+            "rasterizer (MUJOCO_GL=" + os.environ.get("MUJOCO_GL", "") + ", no GPU EGL vendor): their two "
+            "LLVM copies clash and the process would segfault. Render in a process without "
+            "tensorflow: import envs before stable_baselines3 / torch.utils.tensorboard (which "
+            "then skip tensorflow), run tensorflow code in a subprocess, or collect with "
+            "envs.collect (its workers are fresh processes); or use a GPU EGL driver."
+        )
+
+
+def make_renderer(model: Any, height: int, width: int) -> Any:
+    """Create a ``mujoco.Renderer``, turning OpenGL failures into :class:`EnvError`.
+
+    Raises:
+        EnvError: no OpenGL backend could create a context; the message says what to install.
+    """
+    import mujoco
+
+    check_llvm_clash()
+    backend = os.environ.get("MUJOCO_GL", "<unset: glfw>")
+    try:
+        return mujoco.Renderer(model, height=height, width=width)
+    except (ImportError, OSError, RuntimeError, AttributeError, mujoco.FatalError) as exc:
+        raise EnvError(
+            f"MuJoCo could not open an OpenGL context for a {width}x{height} image "
+            f"(MUJOCO_GL={backend}, DISPLAY={os.environ.get('DISPLAY', '<unset>')}): {exc}. "
+            + INSTALL_HINT
+        ) from exc

@@ -1,0 +1,281 @@
+"""Collect episodes with a policy into the rollout format of :mod:`mbvc.data.rollouts`.
+
+Episode ``i`` of a collection is reset with seed :func:`episode_seed(seed, i) <episode_seed>`
+and its policy is reseeded likewise, so the data does not depend on how many worker processes
+ran it or on interruptions: a collection resumes at ``writer.num_episodes`` and a resumed run
+writes exactly what an uninterrupted one would have.
+
+Stored per episode of ``L`` steps (``T = L + 1`` frames):
+``frames`` uint8 ``(T, H, W, 3)``; ``actions`` float32 ``(T, A)``, ``actions[t]`` taken at
+frame ``t`` and the last row zero padding; ``states`` float32 ``(T, S)``; ``rewards`` float32
+``(T,)``, ``rewards[t]`` received for ``actions[t]`` (last row 0).
+
+Example:
+    >>> import tempfile
+    >>> cfg = CollectConfig("mbvc/Push-v0", num_episodes=2, policy="scripted", image_size=16,
+    ...                     episode_length=5, progress=False)
+    >>> collect(tempfile.mkdtemp(), cfg).episodes_total
+    2
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from envs.policies import Policy, make_policy
+from envs.wrappers import PixelObservation
+from mbvc.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """What to collect. Everything but ``num_episodes``, ``num_envs``, ``shard_size`` and
+    ``progress`` is part of the dataset's spec: resuming with a different value raises.
+
+    Attributes:
+        env_id: a registered id; non-mbvc envs are made with ``render_mode="rgb_array"`` and
+            wrapped in :class:`~envs.wrappers.PixelObservation` (state = their observation).
+        num_episodes: total episodes wanted in the folder (existing ones count).
+        policy: ``random``, ``scripted``, ``mixed`` or ``module:factory`` (see
+            :func:`envs.policies.make_policy`).
+        seed: base seed; episode ``i`` uses ``episode_seed(seed, i)``.
+        image_size: frame side.
+        episode_length: steps per episode for mbvc envs (``None``: the env's default).
+        noise_std: Gaussian action noise of ``mixed``.
+        random_prob: per-step random-action probability of ``mixed``.
+        env_kwargs: extra keyword arguments of ``gymnasium.make``.
+        num_envs: worker processes (``AsyncVectorEnv``); 1 runs in this process.
+        shard_size: episodes per shard of the rollout store (a crash loses at most one shard).
+        progress: show a tqdm bar.
+    """
+
+    env_id: str = "mbvc/Push-v0"
+    num_episodes: int = 100
+    policy: str = "mixed"
+    seed: int = 0
+    image_size: int = 64
+    episode_length: int | None = 30
+    noise_std: float = 0.3
+    random_prob: float = 0.2
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    num_envs: int = 1
+    shard_size: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_episodes", "num_envs", "shard_size", "image_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < (0 if name == "num_episodes" else 1):
+                raise ConfigError(f"CollectConfig.{name} must be a positive int, got {value!r}")
+        if self.episode_length is not None and (not isinstance(self.episode_length, int) or self.episode_length < 1):
+            raise ConfigError(f"CollectConfig.episode_length must be a positive int or None, got {self.episode_length!r}")
+
+    def spec(self) -> dict[str, Any]:
+        """The JSON description stored with the data (and compared on resume)."""
+        keep = ("env_id", "policy", "seed", "image_size", "episode_length", "noise_std", "random_prob", "env_kwargs")
+        spec = {k: v for k, v in asdict(self).items() if k in keep}
+        # Through JSON so that tuples compare equal to the lists read back from a manifest.
+        return json.loads(json.dumps({"source": "envs.collect", **spec}))
+
+
+@dataclass(frozen=True)
+class CollectStats:
+    """Outcome of :func:`collect`."""
+
+    episodes_total: int
+    episodes_new: int
+    frames: int
+    seconds: float
+    success_rate: float | None
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def episode_seed(base: int, index: int) -> int:
+    """Seed of episode ``index`` of a collection seeded ``base`` (independent streams)."""
+    return int(np.random.SeedSequence([base, index]).generate_state(1)[0])
+
+
+def make_env(env_id: str, image_size: int, episode_length: int | None = None, **kwargs: Any) -> gym.Env:
+    """Build one collection env whose observation is a dict with ``"image"`` (and ``"state"``)."""
+    if env_id.startswith("mbvc/") or env_id.startswith("envs:mbvc/"):
+        import envs  # noqa: F401  registers the ids, also in spawned workers
+
+        if episode_length is not None:
+            kwargs["episode_length"] = episode_length
+        return gym.make(env_id, image_size=image_size, **kwargs)
+    env = gym.make(env_id, render_mode="rgb_array", **kwargs)
+    return PixelObservation(env, size=image_size, pixels_only=False)
+
+
+class _Episode:
+    """Buffers of one episode in progress."""
+
+    def __init__(self, obs: dict[str, Any]) -> None:
+        self.frames = [np.asarray(obs["image"], np.uint8)]
+        self.states = [_flat_state(obs)]
+        self.actions: list[np.ndarray] = []
+        self.rewards: list[float] = []
+        self.success = False
+
+    def add(self, action: np.ndarray, obs: dict[str, Any], reward: float, info: dict[str, Any]) -> None:
+        self.actions.append(np.asarray(action, np.float32).reshape(-1))
+        self.rewards.append(float(reward))
+        self.frames.append(np.asarray(obs["image"], np.uint8))
+        self.states.append(_flat_state(obs))
+        self.success = bool(info.get("is_success", False))
+
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        act_dim = self.actions[0].shape[0] if self.actions else 0
+        actions = np.zeros((len(self.frames), act_dim), np.float32)
+        actions[:-1] = self.actions  # the last frame's action is padding (BAIR convention)
+        rewards = np.zeros(len(self.frames), np.float32)
+        rewards[:-1] = self.rewards
+        states = None if self.states[0] is None else np.stack(self.states).astype(np.float32)
+        return {"frames": np.stack(self.frames), "actions": actions, "states": states, "rewards": rewards}
+
+
+def _flat_state(obs: dict[str, Any]) -> np.ndarray | None:
+    state = obs.get("state") if isinstance(obs, dict) else None
+    if state is None or not isinstance(state, np.ndarray) or state.ndim != 1:
+        return None
+    return state.astype(np.float32)
+
+
+def _check_obs_space(space: gym.spaces.Space, env_id: str) -> None:
+    image = space.spaces.get("image") if isinstance(space, gym.spaces.Dict) else None
+    if not (isinstance(image, gym.spaces.Box) and image.dtype == np.uint8 and len(image.shape) == 3):
+        raise ConfigError(f"collect needs observations {{'image': uint8 (H, W, 3), ...}}; {env_id} gives {space}")
+
+
+def _run_serial(env: gym.Env, policy: Policy, seed: int) -> _Episode:
+    policy.reset(seed)
+    obs, _ = env.reset(seed=seed)
+    episode = _Episode(obs)
+    done = False
+    while not done:
+        action = policy(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        episode.add(action, obs, reward, info)
+        done = terminated or truncated
+    return episode
+
+
+def _run_vector(venv: gym.vector.VectorEnv, policies: list[Policy], seeds: list[int]) -> list[_Episode]:
+    """One episode per sub-env; sub-envs that finish early idle (their autoresets are ignored)."""
+    n = len(seeds)
+    for policy, seed in zip(policies, seeds):
+        policy.reset(seed)
+    seeds = seeds + [seeds[-1]] * (venv.num_envs - n)  # spare workers replay the last seed, unused
+    obs, _ = venv.reset(seed=seeds)
+    unbatch = partial(_unbatch, keys=list(obs))
+    episodes = [_Episode(unbatch(obs, i)) for i in range(n)]
+    active = [True] * n
+    zero = np.zeros(venv.single_action_space.shape, venv.single_action_space.dtype)
+    while any(active):
+        actions = np.stack([policies[i](unbatch(obs, i)) if i < n and active[i] else zero
+                            for i in range(venv.num_envs)])
+        obs, rewards, terminated, truncated, infos = venv.step(actions)
+        for i in range(n):
+            if active[i]:
+                info = {k: v[i] for k, v in infos.items() if not k.startswith("_")}
+                episodes[i].add(actions[i], unbatch(obs, i), rewards[i], info)
+                active[i] = not (terminated[i] or truncated[i])
+    return episodes
+
+
+def _unbatch(obs: dict[str, np.ndarray], i: int, keys: list[str]) -> dict[str, np.ndarray]:
+    return {k: obs[k][i] for k in keys}
+
+
+def collect(root: str | os.PathLike, cfg: CollectConfig,
+            on_episode: Callable[[int, dict[str, Any]], None] | None = None) -> CollectStats:
+    """Collect ``cfg.num_episodes`` episodes into the rollout folder ``root`` (resuming it).
+
+    Args:
+        root: rollout folder (created, or resumed if it holds episodes of the same spec).
+        cfg: what to collect.
+        on_episode: called as ``on_episode(index, arrays)`` after each episode is written.
+
+    Returns:
+        Counts, timing and the success rate of the new episodes (``None`` without
+        ``is_success`` in the env's info).
+    """
+    from mbvc.data.rollouts import RolloutWriter
+
+    env_fn = partial(make_env, cfg.env_id, cfg.image_size, cfg.episode_length, **cfg.env_kwargs)
+    probe = env_fn()  # the policies' view of the spaces; in serial mode also the env that runs
+    try:
+        _check_obs_space(probe.observation_space, cfg.env_id)
+        policies = [make_policy(cfg.policy, probe, None, cfg.noise_std, cfg.random_prob)
+                    for _ in range(cfg.num_envs)]
+        with RolloutWriter(root, cfg.spec(), cfg.shard_size) as writer:
+            first = writer.num_episodes
+            todo = max(cfg.num_episodes - first, 0)
+            logger.info("collecting %d episodes of %s with the %s policy into %s (%d already there, %d workers)",
+                        todo, cfg.env_id, cfg.policy, root, first, cfg.num_envs)
+            start_time = time.perf_counter()
+            new = _collect_into(writer, cfg, probe, policies, first, todo, on_episode)
+            seconds = time.perf_counter() - start_time
+            total = writer.num_episodes
+    finally:
+        probe.close()
+    frames = sum(n for n, _ in new)
+    rate = float(np.mean([ok for _, ok in new])) if new else None
+    return CollectStats(total, len(new), frames, seconds, rate)
+
+
+def _collect_into(writer: Any, cfg: CollectConfig, env: gym.Env, policies: list[Policy], first: int, todo: int,
+                  on_episode: Callable[[int, dict[str, Any]], None] | None) -> list[tuple[int, bool]]:
+    """Run and write episodes ``first .. cfg.num_episodes - 1``; return (frames, success) of each."""
+    workers = min(cfg.num_envs, todo)
+    venv = _make_vector(partial(make_env, cfg.env_id, cfg.image_size, cfg.episode_length, **cfg.env_kwargs),
+                        workers) if workers > 1 else None
+    done: list[tuple[int, bool]] = []
+    try:
+        with tqdm(total=todo, unit="ep", disable=not cfg.progress, desc="collect") as bar:
+            for start in range(first, cfg.num_episodes, workers if venv else 1):
+                indices = list(range(start, min(start + (workers if venv else 1), cfg.num_episodes)))
+                seeds = [episode_seed(cfg.seed, i) for i in indices]
+                if venv is None:
+                    episodes = [_run_serial(env, policies[0], seeds[0])]
+                else:
+                    episodes = _run_vector(venv, policies, seeds)
+                for index, episode in zip(indices, episodes):
+                    arrays = episode.arrays()
+                    writer.add_episode(**arrays)
+                    done.append((len(arrays["frames"]), episode.success))
+                    if on_episode is not None:
+                        on_episode(index, arrays)
+                    bar.update(1)
+    finally:
+        if venv is not None:
+            venv.close()
+    return done
+
+
+def _make_vector(env_fn: Callable[[], gym.Env], num_envs: int) -> gym.vector.AsyncVectorEnv:
+    # "spawn": fresh workers, so no OpenGL context or torch thread pool is inherited by fork.
+    return gym.vector.AsyncVectorEnv([env_fn] * num_envs, context="spawn")
+
+
+def export_tfrecords(root: str | os.PathLike, out_dir: str | os.PathLike, records_per_file: int = 256) -> list[Path]:
+    """Write a collected rollout folder as BAIR-schema TFRecords (see ``mbvc.data.rollouts``)."""
+    from mbvc.data.rollouts import rollouts_to_tfrecords
+
+    return rollouts_to_tfrecords(root, out_dir, records_per_file=records_per_file)

@@ -1,0 +1,46 @@
+"""Headless OpenGL defaults and the errors raised when rendering cannot work."""
+from __future__ import annotations
+
+import sys
+import types
+
+import mujoco
+import pytest
+
+from envs import _gl
+from envs.push import PushEnv
+from mbvc.errors import EnvError
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({}, "egl"),
+    ({"DISPLAY": ":0"}, None),
+    ({"WAYLAND_DISPLAY": "wayland-0"}, None),
+    ({"MUJOCO_GL": "osmesa"}, None),
+])
+def test_default_headless_gl(monkeypatch, environ, expected):
+    monkeypatch.setattr(sys, "platform", "linux")
+    env = dict(environ)
+    assert _gl.default_headless_gl(env) == expected
+    assert env.get("MUJOCO_GL") == (expected or environ.get("MUJOCO_GL"))
+
+
+def test_missing_gl_backend_says_what_to_install(monkeypatch):
+    def no_gl(*args, **kwargs):
+        raise mujoco.FatalError("an OpenGL platform library has not been loaded")
+
+    monkeypatch.setattr(mujoco, "Renderer", no_gl)
+    env = PushEnv(image_size=8, render_mode="rgb_array")
+    with pytest.raises(EnvError, match="MUJOCO_GL=egl.*libegl1|libegl1.*MUJOCO_GL=egl"):
+        env.reset(seed=0)
+
+
+def test_tensorflow_clash_is_an_error_not_a_segfault(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    monkeypatch.setattr(_gl, "_EGL_VENDOR_DIRS", (tmp_path,))
+    (tmp_path / "50_mesa.json").write_text("{}")
+    with pytest.raises(EnvError, match="tensorflow"):
+        _gl.check_llvm_clash()
+    (tmp_path / "10_nvidia.json").write_text("{}")  # a GPU driver renders without LLVM
+    _gl.check_llvm_clash()

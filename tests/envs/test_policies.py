@@ -1,0 +1,77 @@
+"""Random, scripted and noisy policies."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from envs.policies import NoisyPolicy, RandomPolicy, ScriptedPushPolicy, make_policy
+from mbvc.errors import ConfigError
+
+
+def run_episode(env, policy, seed: int) -> tuple[dict, list[np.ndarray]]:
+    policy.reset(seed)
+    obs, info = env.reset(seed=seed)
+    actions, done = [], False
+    while not done:
+        actions.append(policy(obs))
+        obs, _, terminated, truncated, info = env.step(actions[-1])
+        done = terminated or truncated
+    return info, actions
+
+
+@pytest.mark.parametrize("action_dim", [2, 4])
+def test_scripted_policy_solves_an_easy_push(make_push, action_dim):
+    env = make_push(image_size=8, episode_length=30, goal_distance=(0.06, 0.08), action_dim=action_dim,
+                    terminate_on_success=True)
+    info, actions = run_episode(env, ScriptedPushPolicy.from_env(env), seed=1)
+    assert info["is_success"], info
+    assert all(a.shape == (action_dim,) and np.all(np.abs(a) <= 1) for a in actions)
+
+
+def test_scripted_policy_reads_the_named_target(make_push):
+    env = make_push("mbvc/PushMulti-v0", image_size=8, episode_length=30, goal_distance=(0.06, 0.08),
+                    terminate_on_success=True, target="blue")
+    info, _ = run_episode(env, make_policy("scripted", env), seed=2)
+    assert info["target"] == "blue" and info["is_success"], info
+
+
+def test_random_and_mixed_policies_are_seeded(make_push):
+    env = make_push()
+    for name in ("random", "mixed"):
+        policy = make_policy(name, env, seed=0)
+        _, first = run_episode(env, policy, seed=3)
+        _, again = run_episode(env, policy, seed=3)
+        _, other = run_episode(env, policy, seed=4)
+        np.testing.assert_array_equal(first, again)
+        assert not np.array_equal(first, other)
+        assert all(a in env.action_space for a in first)
+
+
+def test_policy_errors(make_push):
+    env = make_push()
+    with pytest.raises(ConfigError, match="Did you mean 'scripted'"):
+        make_policy("scriptd", env)
+    with pytest.raises(ConfigError, match="cannot import"):
+        make_policy("no_such_module:factory", env)
+    with pytest.raises(ConfigError, match="random_prob"):
+        NoisyPolicy(RandomPolicy(env.action_space), env.action_space, random_prob=2.0)
+
+
+def test_factory_policy(make_push):
+    env = make_push()
+    policy = make_policy("tests.envs.test_policies:zero_policy", env)
+    assert np.array_equal(policy(env.reset(seed=0)[0]), np.zeros(2, np.float32))
+
+
+def zero_policy(env):
+    """A ``module:factory`` policy for :func:`test_factory_policy`."""
+    return lambda obs: np.zeros(env.action_space.shape, np.float32)
+
+
+@pytest.mark.slow
+def test_scripted_policy_success_rate(make_push):
+    """The scripted baseline solves most default Push-v0 episodes (about 95% over 40 seeds)."""
+    env = make_push(image_size=8, episode_length=40)
+    policy = ScriptedPushPolicy.from_env(env)
+    wins = [run_episode(env, policy, seed)[0]["is_success"] for seed in range(20)]
+    assert np.mean(wins) >= 0.8

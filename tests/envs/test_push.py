@@ -1,0 +1,171 @@
+"""The pushing environments: API checks, seeding, state snapshots, success and configuration errors."""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs.push import PushEnv, PushState
+from mbvc.errors import ConfigError, EnvError
+
+
+def rollout(env: gym.Env, actions: np.ndarray) -> list[dict]:
+    return [env.step(a)[0] for a in actions]
+
+
+def same(a: list[dict], b: list[dict]) -> bool:
+    return all(np.array_equal(x["image"], y["image"]) and np.array_equal(x["state"], y["state"])
+               for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_gymnasium_check_env(env_id, make_push):
+    env = make_push(env_id)
+    check_env(env.unwrapped, skip_render_check=False)
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_sb3_check_env(env_id, make_push):
+    sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
+    with pytest.warns(UserWarning, match="36x36"):  # SB3's CnnPolicy advice for small images
+        sb3_checker.check_env(make_push(env_id).unwrapped, warn=True)
+
+
+def test_registered_with_module_prefix():
+    env = gym.make("envs:mbvc/Push-v0", image_size=8)
+    assert isinstance(env.unwrapped, PushEnv)
+    env.close()
+
+
+@pytest.mark.parametrize("env_id", envs.ENV_IDS)
+def test_observation_layout(env_id, make_push):
+    env = make_push(env_id, image_size=(12, 20))
+    obs, info = env.reset(seed=0)
+    assert obs["image"].shape == (12, 20, 3) and obs["image"].dtype == np.uint8
+    assert obs["state"].dtype == np.float32 and obs["state"] in env.observation_space["state"]
+    assert np.array_equal(env.render(), obs["image"])
+    layout = env.unwrapped.layout
+    np.testing.assert_allclose(obs["state"][layout.goal], env.unwrapped.goal, atol=1e-6)
+    assert obs["state"][layout.target].sum() == 1.0
+    assert {"distance", "is_success", "target", "pusher_distance"} <= set(info)
+
+
+def test_seeded_reset_is_deterministic(make_push):
+    a, b = make_push("mbvc/PushMulti-v0"), make_push("mbvc/PushMulti-v0")
+    actions = np.random.default_rng(0).uniform(-1, 1, (5, 2))
+    obs_a, _ = a.reset(seed=7)
+    obs_b, _ = b.reset(seed=7)
+    assert same([obs_a], [obs_b])
+    assert same(rollout(a, actions), rollout(b, actions))
+    obs_c, _ = b.reset(seed=8)
+    assert not np.array_equal(obs_a["state"], obs_c["state"])
+
+
+@pytest.mark.parametrize("env_id", ["mbvc/Push-v0", "mbvc/PushDistractors-v0"])
+def test_set_state_reproduces_frames(env_id, make_push):
+    env, copy = make_push(env_id), make_push(env_id)
+    rng = np.random.default_rng(1)
+    env.reset(seed=3)
+    rollout(env, rng.uniform(-1, 1, (4, 2)))
+    snapshot = env.unwrapped.get_state()
+    actions = rng.uniform(-1, 1, (6, 2))
+    first = rollout(env, actions)
+    env.unwrapped.set_state(snapshot)
+    assert same(rollout(env, actions), first)
+    copy.reset(seed=99)  # another episode entirely, then the snapshot
+    copy.unwrapped.set_state(snapshot)
+    assert same(rollout(copy, actions), first)
+
+
+def test_set_state_restores_step_count_and_goal(make_push):
+    env = make_push(episode_length=3)
+    env.reset(seed=0)
+    snapshot = env.unwrapped.get_state()
+    truncations = [env.step(np.zeros(2))[3] for _ in range(3)]
+    assert truncations == [False, False, True]
+    env.reset(seed=5)
+    env.unwrapped.set_state(snapshot)
+    np.testing.assert_array_equal(env.unwrapped.goal, snapshot.goal)
+    assert [env.step(np.zeros(2))[3] for _ in range(3)] == truncations
+
+
+def test_set_state_rejects_foreign_states(make_push):
+    env = make_push("mbvc/PushMulti-v0")
+    env.reset(seed=0)
+    with pytest.raises(EnvError, match="PushState"):
+        env.unwrapped.set_state(np.zeros(3))
+    bad = PushState(np.zeros(5), np.zeros(2), 0, 0)
+    with pytest.raises(EnvError, match="another scene"):
+        env.unwrapped.set_state(bad)
+
+
+def test_goal_image_moves_target_and_leaves_episode(make_push):
+    env = make_push(image_size=32, camera="top")
+    obs, _ = env.reset(seed=0)
+    goal_img = env.unwrapped.goal_image()
+    assert goal_img.shape == (32, 32, 3) and not np.array_equal(goal_img, obs["image"])
+    assert np.array_equal(env.unwrapped.observe()["image"], obs["image"])
+    # At the goal the target sits where the goal image drew it.
+    env.reset(seed=0, options={"goal": env.unwrapped.target_position})
+    assert np.array_equal(env.unwrapped.goal_image(), env.unwrapped.observe()["image"])
+
+
+def test_success_reward_and_termination(make_push):
+    env = make_push(terminate_on_success=True)
+    env.reset(seed=0)
+    here = env.unwrapped.target_position
+    obs, info = env.reset(seed=0, options={"goal": here})
+    assert info["is_success"] and info["distance"] < 1e-3
+    _, reward, terminated, _, info = env.step(np.zeros(2))
+    assert terminated and info["is_success"] and reward == pytest.approx(-info["distance"])
+    _, info = env.reset(seed=0, options={"goal": here + np.array([0.1, 0.0])})
+    assert not info["is_success"] and info["distance"] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_named_target(make_push):
+    env = make_push("mbvc/PushMulti-v0", num_blocks=2)
+    obs, info = env.reset(seed=0, options={"target": "green"})
+    assert info["target"] == "green" and env.unwrapped.target == "green"
+    assert obs["state"][env.unwrapped.layout.target].tolist() == [0.0, 1.0]
+    with pytest.raises(ConfigError, match="Did you mean 'blue'"):
+        make_push("mbvc/PushMulti-v0", target="bleu")
+
+
+def test_four_dimensional_variant(make_push):
+    env = make_push(action_dim=4)
+    assert env.action_space.shape == (4,)
+    env.reset(seed=0)
+    obs, *_ = env.step(np.array([0.0, 0.0, 1.0, 1.0], np.float32))
+    pusher = obs["state"][env.unwrapped.layout.pusher]
+    assert pusher[2] > 0.01 and pusher[3] > 0.1  # lifted and turned
+
+
+def test_pusher_moves_by_bounded_steps(make_push):
+    env = make_push(max_step=0.02)
+    obs, _ = env.reset(seed=0)
+    before = obs["state"][:2].copy()
+    obs, *_ = env.step(np.array([5.0, 0.0]))  # clipped to 1
+    assert 0.015 < obs["state"][0] - before[0] <= 0.0201
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"scene": "pushh"}, "Did you mean 'push'"),
+    ({"image_size": 4}, "image_size"),
+    ({"episode_length": 0}, "episode_length"),
+    ({"max_step": 0.5}, "max_step"),
+    ({"action_dim": 3}, "action_dim"),
+    ({"camera": "front"}, "camera"),
+    ({"goal_distance": (0.2, 0.1)}, "goal_distance"),
+    ({"render_mode": "human"}, "render_mode"),
+    ({"scene": "multi", "num_blocks": 5}, "num_blocks"),
+])
+def test_invalid_arguments(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        PushEnv(**kwargs)
+
+
+def test_impossible_layout_raises():
+    with pytest.raises(EnvError, match="could not place"):
+        PushEnv(goal_distance=(0.9, 1.0)).reset(seed=0)
