@@ -237,4 +237,4 @@ class RefTrainer:
             ims = np.concatenate([ims, np.broadcast_to(actions[:, :, None, None, :], (b, t, hh, ww, actions.shape[-1]))], -1)
         full = np_full_mask(mask, ims.shape[2], self.net.patch_ch)
         out, _ = self.net(torch.FloatTensor(ims).to(self.device), torch.FloatTensor(full).to(self.device))
-        return out.cpu().numpy()
+        return out.detach().cpu().numpy()

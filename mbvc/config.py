@@ -2,20 +2,30 @@
 ``train`` and ``eval``, plus ``section.key=value`` overrides from the command line.
 
 This module resolves and merges presets; each section is validated by its own frozen
-dataclass (``ModelConfig`` for ``model``...), which rejects unknown keys by name.
+dataclass (``ModelConfig``, ``DataConfig``, ``TrainConfig``, ``EvalSettings``), and an unknown
+key or a value of the wrong type is rejected with the file and the key named.
+
+Example:
+    >>> cfg = load_run_config("mnist-predrnn-v2-small", ["train.lr=3e-4"])
+    >>> cfg.train.lr, cfg.model.name, cfg.eval.horizon
+    (0.0003, 'predrnn_v2', 10)
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mbvc.errors import ConfigError, did_you_mean
+from mbvc.data.config import DataConfig
 from mbvc.models.config import ModelConfig
+from mbvc.training.config import EvalSettings, TrainConfig
 
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -58,16 +68,26 @@ def load_preset(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) 
         raise ConfigError(f"{path}: cannot be parsed as YAML: {e}") from None
     if conf is None or not isinstance(OmegaConf.to_container(conf), dict):
         raise ConfigError(f"{path}: a preset must be a mapping of sections")
+    data = apply_overrides(conf, overrides, str(path))
+    data["_source"] = str(path)
+    return data
+
+
+def apply_overrides(base: Any, overrides: Sequence[str], source: str) -> dict[str, Any]:
+    """Merge ``section.key=value`` strings into a dict or OmegaConf config; resolve interpolations.
+
+    Raises:
+        ConfigError: a malformed override or a failed merge, naming ``source``.
+    """
     for item in overrides:
         if "=" not in item or "." not in item.split("=", 1)[0]:
             raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.lr=3e-4)")
     try:
-        conf = OmegaConf.merge(conf, OmegaConf.from_dotlist(list(overrides)))
-        data = OmegaConf.to_container(conf, resolve=True)
+        conf = OmegaConf.merge(OmegaConf.create(base) if isinstance(base, dict) else base,
+                               OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_container(conf, resolve=True)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
-        raise ConfigError(f"{path}: {e}") from None
-    data["_source"] = str(path)
-    return data
+        raise ConfigError(f"{source}: {str(e).splitlines()[0]}") from None
 
 
 def model_config_from_preset(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> ModelConfig:
@@ -79,3 +99,117 @@ def model_config_from_preset(name_or_path: str | os.PathLike, overrides: Sequenc
         return ModelConfig.from_dict(data["model"])
     except ConfigError as e:
         raise ConfigError(f"{data['_source']}: model: {e}") from None
+
+
+SECTIONS = ("model", "data", "train", "eval")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: what to build (model), on what (data), how (train) and how it is scored (eval).
+
+    Attributes:
+        model: architecture and input rule.
+        data: dataset and windows (``data.seq_len`` is the training length T).
+        train: optimisation, curriculum, checkpoints, logging.
+        eval: context and horizon of evaluation (independent of the training length).
+        source: the YAML file it was read from.
+    """
+
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    eval: EvalSettings
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        where = self.source or "config"
+        if self.data.seq_len < self.model.total_length:
+            raise ConfigError(f"{where}: data.seq_len={self.data.seq_len} is shorter than "
+                              f"model.total_length={self.model.total_length}")
+        if self.data.eval_seq_len and self.data.eval_seq_len < self.eval.seq_len:
+            raise ConfigError(f"{where}: data.eval_seq_len={self.data.eval_seq_len} is shorter than "
+                              f"eval.context + eval.horizon = {self.eval.seq_len}")
+
+    def data_for(self, split: str) -> DataConfig:
+        """The data config of ``split``: val/test windows are ``eval.context + eval.horizon`` long."""
+        if split == "train" or self.data.eval_seq_len:
+            return self.data
+        return dataclasses.replace(self.data, eval_seq_len=self.eval.seq_len)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists, not tuples), the content of ``config.yaml``."""
+        return {
+            "model": self.model.to_dict(),
+            "data": _plain(dataclasses.asdict(self.data)),
+            "train": _plain(dataclasses.asdict(self.train)),
+            "eval": _plain(dataclasses.asdict(self.eval)),
+        }
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML text (loadable by :func:`load_run_config`)."""
+        return OmegaConf.to_yaml(OmegaConf.create(self.to_dict()))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> RunConfig:
+        """Validate a nested dict of sections, naming ``source`` and the key in every error."""
+        data = {k: v for k, v in data.items() if k != "_source"}
+        for key in data:
+            if key not in SECTIONS:
+                raise ConfigError(f"{source}: unknown section {key!r}; expected {', '.join(SECTIONS)}."
+                                  + did_you_mean(key, SECTIONS))
+        for key in ("model", "data"):
+            if not isinstance(data.get(key), dict):
+                raise ConfigError(f"{source}: a '{key}' section (a mapping) is required")
+        try:
+            model = ModelConfig.from_dict(data["model"])
+        except ConfigError as e:
+            raise ConfigError(f"{source}: model: {e}") from None
+        try:
+            data_cfg = DataConfig.from_dict(data["data"])
+        except ConfigError as e:
+            raise ConfigError(f"{source}: data: {e}") from None
+        train = _structured(TrainConfig, data.get("train") or {}, "train", source)
+        evaluation = _structured(EvalSettings, data.get("eval") or {}, "eval", source)
+        return cls(model, data_cfg, train, evaluation, source)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _structured(cls: type, values: Any, section: str, source: str) -> Any:
+    """Merge ``values`` into the dataclass schema ``cls`` with OmegaConf (strict keys and types)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: '{section}' must be a mapping, got {type(values).__name__}")
+    schema = OmegaConf.structured(cls)
+    OmegaConf.set_readonly(schema, False)  # frozen dataclasses give read-only schemas
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(schema, values))
+    except ConfigKeyError as e:
+        key = f"{section}.{e.full_key}" if getattr(e, "full_key", None) else section
+        names = [f.name for f in dataclasses.fields(cls)]
+        raise ConfigError(f"{source}: unknown key {key!r}." + did_you_mean(str(e.key), names)) from None
+    except OmegaConfBaseException as e:
+        key = f"{section}.{e.full_key}" if getattr(e, "full_key", None) else section
+        raise ConfigError(f"{source}: {key}: {str(e).splitlines()[0]}") from None
+    except ConfigError as e:  # __post_init__ validation
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def load_run_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:
+    """Load a preset (or a run's ``config.yaml``) with overrides into a validated :class:`RunConfig`.
+
+    Args:
+        name_or_path: preset name or YAML path.
+        overrides: ``section.key=value`` strings, e.g. ``["train.iterations=1000"]``.
+
+    Raises:
+        ConfigError: unknown preset, section or key; a value of the wrong type or out of range.
+    """
+    data = load_preset(name_or_path, overrides)
+    return RunConfig.from_dict(data, source=data["_source"])

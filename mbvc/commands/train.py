@@ -1,0 +1,119 @@
+"""``mbvc train``: train a preset, resume a run, or join a ``torchrun`` job (DDP)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from mbvc.config import preset_names
+
+HELP = "train a model from a preset (resumable; multi-GPU with torchrun)"
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("preset", nargs="?", help=f"{', '.join(preset_names())} or a YAML path "
+                        "(optional with --resume: the run's config.yaml is used)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a preset field, e.g. train.lr=3e-4 (repeatable)")
+    parser.add_argument("--run-dir", type=Path, help="run folder (default runs/<preset>-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (1 is fastest for small models on a busy machine)")
+
+
+def _configure_process(info, threads: int | None) -> None:  # noqa: ANN001 - DistInfo
+    """Process-wide settings: they belong to the command line, not the library."""
+    import os
+
+    import torch
+
+    from mbvc.training.distributed import init_distributed
+
+    # TensorBoard imports TensorFlow when it is installed; keep its C++ start-up chatter out of the log.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads is not None:
+        if threads < 1:
+            from mbvc.errors import ConfigError
+
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls as TF32 on Ampere+: faster, ample precision
+        torch.backends.cudnn.allow_tf32 = True
+    init_distributed(info)
+
+
+def _run_dir(args: argparse.Namespace, info) -> Path:  # noqa: ANN001 - DistInfo
+    if args.run_dir is not None:
+        return args.run_dir
+    if args.resume:
+        from mbvc.errors import ConfigError
+
+        raise ConfigError("--resume needs --run-dir (the run folder to continue)")
+    name = Path(args.preset).stem
+    stamp = [time.strftime("%Y%m%d-%H%M%S")]
+    if info.enabled:  # every process must agree on the folder: rank 0's clock decides
+        import torch.distributed as dist
+
+        dist.broadcast_object_list(stamp, src=0)
+    return Path("runs") / f"{name}-{stamp[0]}"
+
+
+def _config(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202 - RunConfig
+    from mbvc.config import load_run_config
+    from mbvc.errors import ConfigError
+    from mbvc.training.setup import check_same_run, load_resume_config
+
+    if not args.resume:
+        if args.preset is None:
+            raise ConfigError("a preset is required (or --resume --run-dir DIR)")
+        return load_run_config(args.preset, overrides)
+    stored = load_resume_config(args.run_dir)
+    cfg = load_run_config(args.preset, overrides) if args.preset else load_resume_config(args.run_dir, overrides)
+    check_same_run(stored, cfg, args.run_dir)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from mbvc.training.distributed import barrier, dist_from_env, shutdown_distributed
+    from mbvc.training.setup import build_datasets, build_trainer, prepare_run_dir
+
+    info = dist_from_env()
+    if not info.is_main:  # one process speaks; the others only warn
+        logging.getLogger().setLevel(logging.WARNING)
+    overrides = list(args.overrides) + (["train.progress=false"] if args.no_progress else [])
+    handler: logging.Handler | None = None
+    trainer = None
+    try:
+        _configure_process(info, args.threads)
+        args.run_dir = _run_dir(args, info)
+        cfg = _config(args, overrides)
+        datasets = build_datasets(cfg)  # bad data paths fail here, before the run folder exists
+        if info.is_main:
+            prepare_run_dir(args.run_dir, cfg, args.resume)
+            handler = logging.FileHandler(args.run_dir / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logging.getLogger().addHandler(handler)
+            t, m = cfg.train, cfg.model
+            print(f"run dir: {args.run_dir}\nmodel: {m.name} hidden {list(m.num_hidden)}, {m.input_length} -> "
+                  f"{m.total_length}; data: {cfg.data.name}; eval {cfg.eval.context} -> {cfg.eval.horizon}\n"
+                  f"train: {t.iterations} iterations, batch {t.batch_size}, lr {t.lr} ({t.optimizer}, "
+                  f"{t.lr_schedule}), {info.world_size} process(es)")
+        barrier(info)
+        trainer = build_trainer(cfg, args.run_dir, info, resume=args.resume, datasets=datasets)
+        result = trainer.fit(resume=args.resume)
+        if info.is_main:
+            print(f"finished at iteration {result.iteration} in {result.elapsed_s / 60:.1f} min; model: {result.model_path}")
+            if result.last_eval:
+                shown = {k: v for k, v in result.last_eval.items() if k.endswith(("/mse", "/ssim", "/psnr", "/lpips"))}
+                print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())))
+    finally:
+        if trainer is not None:
+            trainer.logger.close()
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        shutdown_distributed()
+    return 0

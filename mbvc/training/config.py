@@ -1,0 +1,181 @@
+"""The ``train`` and ``eval`` sections of a run configuration, as frozen dataclasses.
+
+Both are schemas for OmegaConf (:func:`mbvc.config.load_run_config` merges a preset's YAML into
+them), so an unknown key or a value of the wrong type is rejected with the file and key named.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mbvc.errors import ConfigError, did_you_mean
+from mbvc.models.curriculum import CurriculumConfig
+
+if TYPE_CHECKING:
+    from mbvc.evaluation import EvalConfig
+
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine", "linear")
+AMP_MODES = ("auto", "bf16", "off")
+BEST_METRICS = ("mse", "mae", "psnr", "ssim", "lpips")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}." + did_you_mean(value, choices))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained (the ``train`` section of a preset).
+
+    Attributes:
+        seed: seeds the weights, the data order and the curriculum draws.
+        iterations: optimiser iterations (the reference's ``max_iterations``).
+        batch_size: global batch; under DDP each of the N processes takes batch_size / N.
+        lr: peak learning rate.
+        optimizer: ``adam`` (the reference) or ``adamw``.
+        weight_decay: decoupled for ``adamw``, L2 for ``adam``.
+        betas: Adam betas.
+        lr_schedule: ``constant`` (the reference), ``cosine`` or ``linear`` decay to
+            ``lr * min_lr_ratio`` at ``iterations``, after ``warmup_iters`` of linear warm-up.
+        warmup_iters: warm-up iterations.
+        min_lr_ratio: final learning rate as a fraction of ``lr`` for decaying schedules.
+        grad_clip: clip the global gradient norm to this value; 0 disables clipping.
+        reverse_input: also train on the time-reversed sequence each iteration (a second
+            optimiser step, the mean of both losses reported). Skipped for action models:
+            reversing frames would pair every action with the wrong transition.
+        curriculum: scheduled / reverse scheduled sampling parameters (reference flag names).
+        amp: ``auto`` = bf16 autocast on CUDA, full precision on CPU; ``bf16``; ``off``.
+        compile: wrap the model in ``torch.compile`` (CUDA; slow start-up).
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``.
+        num_workers: DataLoader worker processes.
+        log_interval: iterations between scalar dumps (means over the interval).
+        eval_interval: iterations between validations (the reference's ``test_interval``); 0 = only at the end.
+        checkpoint_interval: iterations between checkpoints (the reference's ``snapshot_interval``).
+        keep_last: training checkpoints kept besides the best one.
+        best_metric: validation metric choosing the best checkpoint.
+        time_limit_min: stop (with a checkpoint and the model file) after this many minutes.
+        progress: tqdm bar with loss parts, it/s and ETA.
+        tensorboard: write TensorBoard scalars and sample strips.
+    """
+
+    seed: int = 0
+    iterations: int = 80000
+    batch_size: int = 8
+    lr: float = 1e-4
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_schedule: str = "constant"
+    warmup_iters: int = 0
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 0.0
+    reverse_input: bool = True
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    amp: str = "auto"
+    compile: bool = False
+    device: str = "auto"
+    num_workers: int = 0
+    log_interval: int = 100
+    eval_interval: int = 5000
+    checkpoint_interval: int = 5000
+    keep_last: int = 2
+    best_metric: str = "mse"
+    time_limit_min: float | None = None
+    progress: bool = True
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("iterations", "batch_size", "log_interval", "checkpoint_interval", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_interval", "warmup_iters", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError(f"train needs lr > 0, weight_decay >= 0, grad_clip >= 0, got "
+                              f"{self.lr=} {self.weight_decay=} {self.grad_clip=}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.time_limit_min is not None and self.time_limit_min <= 0:
+            raise ConfigError(f"train.time_limit_min must be > 0 or null, got {self.time_limit_min}")
+        _choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        _choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _choice("train.amp", self.amp, AMP_MODES)
+        _choice("train.best_metric", self.best_metric, BEST_METRICS)
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of ``lr`` after ``step`` completed iterations (a LambdaLR function)."""
+        if step < self.warmup_iters:
+            return (step + 1) / self.warmup_iters
+        if self.lr_schedule == "constant":
+            return 1.0
+        span = max(1, self.iterations - self.warmup_iters)
+        progress = min(1.0, (step - self.warmup_iters) / span)
+        if self.lr_schedule == "linear":
+            decay = 1.0 - progress
+        else:  # cosine
+            import math
+
+            decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * decay
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a run is evaluated (the ``eval`` section of a preset).
+
+    The horizon is independent of the training length: KTH presets train 10 -> 10 and evaluate
+    10 -> 20, BAIR presets train 2 -> 10 and evaluate 2 -> 28, as the papers report.
+
+    Attributes:
+        context: K, frames given to the model.
+        horizon: frames predicted and scored.
+        batch_size: evaluation batch (every sequence is scored, the last batch may be smaller).
+        val_split: split used for validation during training.
+        test_split: split used by ``mbvc test``.
+        val_batches: batches per validation during training (bounds its cost); null = whole split.
+        lpips: compute LPIPS when its weights are found (reported unavailable otherwise).
+        lpips_convention: ``standard`` ([-1, 1] inputs) or ``reference`` ([0, 1], the reference's quirk).
+        lpips_alexnet: path of torchvision's ``alexnet-owt-7be5be79.pth`` (else searched for).
+        lpips_lin: path of LPIPS v0.1 ``alex.pth`` (else searched for).
+        num_samples: sequences drawn in the strips.
+    """
+
+    context: int = 10
+    horizon: int = 10
+    batch_size: int = 16
+    val_split: str = "val"
+    test_split: str = "test"
+    val_batches: int | None = 8
+    lpips: bool = True
+    lpips_convention: str = "standard"
+    lpips_alexnet: str | None = None
+    lpips_lin: str | None = None
+    num_samples: int = 4
+
+    def __post_init__(self) -> None:
+        if self.context < 1 or self.horizon < 1 or self.batch_size < 1:
+            raise ConfigError(f"eval needs context, horizon and batch_size >= 1, got "
+                              f"{self.context=} {self.horizon=} {self.batch_size=}")
+        if self.val_batches is not None and self.val_batches < 1:
+            raise ConfigError(f"eval.val_batches must be >= 1 or null, got {self.val_batches}")
+        _choice("eval.lpips_convention", self.lpips_convention, ("standard", "reference"))
+
+    @property
+    def seq_len(self) -> int:
+        """Frames an evaluation sequence needs: context + horizon."""
+        return self.context + self.horizon
+
+    def eval_config(self, max_batches: int | None = None, lpips: bool | None = None) -> EvalConfig:
+        """The :class:`mbvc.evaluation.EvalConfig` of these settings."""
+        from mbvc.evaluation import EvalConfig
+
+        return EvalConfig(
+            context=self.context, horizon=self.horizon, lpips=self.lpips if lpips is None else lpips,
+            lpips_convention=self.lpips_convention, lpips_alexnet=self.lpips_alexnet,
+            lpips_lin=self.lpips_lin, num_samples=self.num_samples, max_batches=max_batches,
+        )

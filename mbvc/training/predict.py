@@ -1,0 +1,175 @@
+"""Prediction on a user's data: read a context (video, frame folder, array), write the predictions.
+
+Frames are read into ``(T, C, H, W)`` float32 in ``[0, 1]`` (uint8 data divided by 255, float
+data taken as it is), adapted to the model's channels (RGB -> grey by luma, grey -> RGB by
+repetition) and size (area/bilinear resize, with a warning).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mbvc.errors import DataError, ShapeError
+from mbvc.models import ModelConfig
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+VIDEO_EXT = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
+_LUMA = torch.tensor([0.299, 0.587, 0.114])
+
+
+def _natural(name: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def _array_frames(array: np.ndarray, where: str) -> torch.Tensor:
+    """``(T, H, W)``, ``(T, H, W, C)`` or ``(T, C, H, W)`` with C in (1, 3) -> ``(T, C, H, W)`` float."""
+    if array.ndim == 5 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 3:
+        array = array[:, None]
+    elif array.ndim == 4 and array.shape[-1] in (1, 3) and array.shape[1] not in (1, 3):
+        array = array.transpose(0, 3, 1, 2)
+    elif not (array.ndim == 4 and array.shape[1] in (1, 3)):
+        raise ShapeError(f"{where}: frames must be (T, H, W), (T, H, W, C) or (T, C, H, W) with C in (1, 3), "
+                         f"got shape {array.shape}")
+    frames = torch.from_numpy(np.ascontiguousarray(array))
+    if frames.dtype == torch.uint8:
+        return frames.float() / 255.0
+    if not frames.is_floating_point():
+        raise DataError(f"{where}: frames must be uint8 or float in [0, 1], got {array.dtype}")
+    return frames.float()
+
+
+def read_frames(path: str | os.PathLike) -> torch.Tensor:
+    """Read a video file, a folder of frame images, or a ``.npy`` / ``.npz`` array.
+
+    Returns:
+        ``(T, C, H, W)`` float32 in [0, 1].
+    """
+    path = Path(path)
+    if path.is_dir():
+        from PIL import Image
+
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXT), key=lambda p: _natural(p.name))
+        if not files:
+            raise DataError(f"{path} holds no frame images ({'/'.join(IMAGE_EXT)})")
+        images = []
+        for p in files:
+            with Image.open(p) as im:
+                images.append(np.asarray(im.convert("L" if im.mode in ("L", "I", "1") else "RGB")))
+        return _array_frames(np.stack(images), str(path))
+    if not path.is_file():
+        raise DataError(f"context {path}: no such file or folder")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _array_frames(np.load(path), str(path))
+    if suffix == ".npz":
+        with np.load(path) as z:
+            key = "frames" if "frames" in z.files else z.files[0]
+            return _array_frames(z[key], f"{path}[{key}]")
+    if suffix in VIDEO_EXT:
+        import imageio.v3 as iio
+
+        try:
+            video = iio.imread(path, index=None)
+        except Exception as e:  # noqa: BLE001 - imageio's plugins raise many types
+            raise DataError(f"{path}: cannot be decoded as a video ({e}); for .mp4/.avi install imageio-ffmpeg") from None
+        if video.ndim == 4 and video.shape[-1] == 4:  # RGBA GIF frames
+            video = video[..., :3]
+        return _array_frames(video, str(path))
+    raise DataError(f"context {path}: unknown format {suffix!r}; use a video ({', '.join(VIDEO_EXT)}), "
+                    "a folder of frames, or .npy/.npz")
+
+
+def adapt_frames(frames: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """Match ``(T, C, H, W)`` frames to the model's channels and size."""
+    ch = frames.shape[1]
+    if ch != cfg.img_channel:
+        if ch == 3 and cfg.img_channel == 1:
+            frames = (frames * _LUMA[None, :, None, None]).sum(1, keepdim=True)
+        elif ch == 1 and cfg.img_channel == 3:
+            frames = frames.expand(-1, 3, -1, -1)
+        else:
+            raise ShapeError(f"context frames have {ch} channels, the model expects {cfg.img_channel}")
+    size = (cfg.img_height, cfg.img_width)
+    if tuple(frames.shape[-2:]) != size:
+        log.warning("resizing context frames from %dx%d to the model's %dx%d",
+                    frames.shape[-2], frames.shape[-1], size[0], size[1])
+        mode = "area" if frames.shape[-2] >= size[0] else "bilinear"
+        frames = F.interpolate(frames, size=size, mode=mode).clamp(0, 1)
+    return frames.contiguous()
+
+
+def read_context(path: str | os.PathLike, cfg: ModelConfig, length: int) -> torch.Tensor:
+    """The last ``length`` frames of ``path``, adapted to the model: ``(1, length, C, H, W)``."""
+    frames = read_frames(path)
+    if frames.shape[0] < length:
+        raise DataError(f"{path} has {frames.shape[0]} frames; the context needs {length}")
+    return adapt_frames(frames[-length:], cfg)[None]
+
+
+def read_actions(path: str | os.PathLike, cfg: ModelConfig, steps: int) -> torch.Tensor:
+    """Actions ``(steps, A)`` from ``.npy``, ``.npz`` (``actions``) or text (one row per step).
+
+    Returns:
+        ``(1, steps, A)`` float32: the actions taken at the context frames, then at the
+        predicted frames (BAIR's convention, see docs/architecture.md).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"actions {path}: no such file")
+    if path.suffix == ".npy":
+        actions = np.load(path)
+    elif path.suffix == ".npz":
+        with np.load(path) as z:
+            actions = z["actions" if "actions" in z.files else z.files[0]]
+    else:
+        actions = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
+    actions = np.asarray(actions, dtype=np.float32)
+    if actions.ndim != 2 or actions.shape[1] != cfg.num_action_ch:
+        raise ShapeError(f"{path}: actions must be (steps, {cfg.num_action_ch}), got {actions.shape}")
+    if actions.shape[0] < steps:
+        raise ShapeError(f"{path}: {actions.shape[0]} actions; context and prediction need {steps} "
+                         "(K - 1 at the context frames, then one per predicted frame)")
+    return torch.from_numpy(actions[:steps])[None]
+
+
+def write_predictions(out_dir: str | os.PathLike, context: torch.Tensor, predictions: torch.Tensor,
+                      fps: float = 4.0) -> dict[str, Path]:
+    """Write ``predictions.npy``, one PNG per predicted frame, a strip PNG and a GIF.
+
+    Args:
+        out_dir: output folder (created; only the files named here are written).
+        context: ``(K, C, H, W)`` the frames given to the model.
+        predictions: ``(N, C, H, W)`` predicted frames (clipped to [0, 1] here).
+
+    Returns:
+        Name -> path of the files written.
+    """
+    from mbvc.evaluation.strips import to_rgb_uint8, write_gif, write_png
+    from mbvc.io import atomic_write
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    pred = predictions.detach().float().cpu().clamp(0, 1)
+    with atomic_write(out / "predictions.npy", "wb") as f:
+        np.save(f, pred.numpy())
+    paths = {"npy": out / "predictions.npy"}
+    images = to_rgb_uint8(pred)
+    for i, img in enumerate(images):
+        write_png(out / f"pred_{i:03d}.png", img)
+    ctx = to_rgb_uint8(context.detach().float().cpu().clamp(0, 1))
+    gap = np.full((ctx.shape[1], 2, 3), 255, np.uint8)
+    row = [x for img in (*ctx, *images) for x in (img, gap)][:-1]
+    paths["strip"] = write_png(out / "strip.png", np.concatenate(row, axis=1))
+    paths["gif"] = write_gif(out / "predictions.gif", [*ctx, *images], fps)
+    return paths

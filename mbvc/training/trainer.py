@@ -1,0 +1,347 @@
+"""The training loop of PredRNN-family models.
+
+The trainer only uses the model interface: ``model(frames, mask, actions) -> ModelOutput`` for
+training and ``model.predict`` (through :func:`mbvc.evaluation.evaluate`) for validation.
+Everything else (datasets, the model, the run folder, the process group) is built by the
+caller and handed over (:func:`mbvc.training.setup.build_trainer`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from mbvc.data import to_float
+from mbvc.errors import CheckpointError, DataError, MbvcError
+from mbvc.models import CurriculumConfig, curriculum_mask, reverse_sampling_probs, save_model, scheduled_sampling_eta
+from mbvc.models.checkpoint import load_state_dict_checked
+from mbvc.training.checkpoint import CheckpointManager, rng_states, set_rng_states
+from mbvc.training.config import EvalSettings, TrainConfig
+from mbvc.training.distributed import BatchStream, DistInfo, all_reduce_mean, barrier, broadcast_flag
+from mbvc.training.logger import Logger
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(MbvcError, RuntimeError):
+    """The loss or the gradient norm became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :meth:`Trainer.fit`.
+
+    Attributes:
+        iteration: last completed iteration.
+        model_path: the exported mbvc model file (rank 0), else None.
+        elapsed_s: wall time of this call.
+        last_eval: means of the last validation (``eval/mse``...), empty without validation.
+        best: ``{"metric", "value", "iteration"}`` of the best validation, or None.
+        losses: ``train/loss`` of every iteration of this call (all ranks see the same values).
+    """
+
+    iteration: int
+    model_path: Path | None
+    elapsed_s: float
+    last_eval: dict[str, float] = field(default_factory=dict)
+    best: dict[str, Any] | None = None
+    losses: list[float] = field(default_factory=list)
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    """``auto`` -> this process's CUDA device when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        name = f"cuda:{info.local_rank}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MbvcError(f"train.device={name!r} but CUDA is not available; use train.device=cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Trains one model; rank 0 logs, validates and writes checkpoints.
+
+    Args:
+        model: a :class:`~mbvc.models.PredRNN` (moved to ``device``).
+        cfg: the ``train`` section.
+        train_set: map-style dataset of ``{"frames": (T', C, H, W), "actions"?: (T', A)}``, T' >= T.
+        run_dir: where checkpoints, metrics and the model file go (rank 0 writes).
+        val_set: validation sequences of at least ``eval.context + eval.horizon`` frames.
+        eval_settings: the ``eval`` section (context, horizon, metrics).
+        config_yaml: the resolved run configuration, stored in every checkpoint.
+        info: rank and world size.
+        device: defaults to :func:`resolve_device` of ``cfg.device``.
+        logger: metric logger (rank 0); None records nothing.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, train_set: Dataset, run_dir: str | Path, *,
+                 val_set: Dataset | None = None, eval_settings: EvalSettings | None = None,
+                 config_yaml: str = "", info: DistInfo = DistInfo(), device: torch.device | None = None,
+                 logger: Logger | None = None) -> None:
+        self.cfg, self.info, self.run_dir = cfg, info, Path(run_dir)
+        self.device = device or resolve_device(cfg.device, info)
+        self.model = model.to(self.device)
+        self.mcfg = model.config
+        self.config_yaml, self.logger = config_yaml, logger or Logger([])
+        self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
+        self.net: torch.nn.Module = self.model
+        if info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
+                                 weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cfg.lr_factor)
+        self.stream = BatchStream(train_set, cfg.batch_size, cfg.seed, info, cfg.num_workers,
+                                  pin_memory=self.device.type == "cuda")
+        self.curriculum: CurriculumConfig = cfg.curriculum
+        self.mask_rng = torch.Generator().manual_seed(cfg.seed + 1)
+        self.ckpts = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_last)
+        self.eval_settings = eval_settings
+        self.val_loader = None
+        if val_set is not None and eval_settings is not None:
+            self.val_loader = DataLoader(val_set, batch_size=eval_settings.batch_size, shuffle=False,
+                                         num_workers=cfg.num_workers)
+        self._lpips: Any = None
+        self._val_lpips = bool(eval_settings and eval_settings.lpips)
+        self.iteration, self.best = 0, None
+        self.reverse_input = cfg.reverse_input and not self.mcfg.is_action
+        if cfg.reverse_input and self.mcfg.is_action:
+            log.info("reverse_input skipped: %s is action-conditioned, and reversing the frames in time "
+                     "would pair every action with the wrong transition", self.mcfg.name)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything :meth:`load_state_dict` needs to continue exactly (plain data only)."""
+        return {
+            "iteration": self.iteration,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model_config": self.mcfg.to_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "data": self.stream.state_dict(),
+            "mask_rng": self.mask_rng.get_state(),
+            "rng": rng_states(),
+            "best": self.best,
+            "config": self.config_yaml,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
+        """Restore a state from :meth:`state_dict` (model, optimiser, scheduler, data, RNGs)."""
+        saved = state.get("model_config", {})
+        if saved != self.mcfg.to_dict():
+            diff = sorted(k for k in set(saved) | set(self.mcfg.to_dict())
+                          if saved.get(k) != self.mcfg.to_dict().get(k))
+            details = ", ".join(f"{k}: checkpoint {saved.get(k)!r}, config {self.mcfg.to_dict().get(k)!r}"
+                                for k in diff[:6])
+            raise CheckpointError(f"{source} belongs to another model ({details})")
+        load_state_dict_checked(self.model, state["model"], source)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.stream.load_state_dict(state["data"])
+        self.mask_rng.set_state(state["mask_rng"])
+        set_rng_states(state["rng"])
+        self.iteration, self.best = int(state["iteration"]), state.get("best")
+
+    def resume(self) -> bool:
+        """Load the newest checkpoint of the run folder; False when there is none."""
+        found = self.ckpts.latest()
+        if found is None:
+            log.info("no checkpoint in %s: starting from iteration 0", self.ckpts.folder)
+            return False
+        path, state = found
+        self.load_state_dict(state, str(path))
+        log.info("resumed from %s (iteration %d)", path, self.iteration)
+        return True
+
+    # ------------------------------------------------------------------ one iteration
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch = next(self.stream)
+        total = self.mcfg.total_length
+        frames = batch["frames"]
+        if frames.dim() != 5 or frames.shape[1] < total:
+            raise DataError(f"training sequences must be (T, C, H, W) with T >= model.total_length={total}, "
+                            f"got a batch of shape {tuple(frames.shape)}")
+        frames = to_float(frames[:, :total].to(self.device, non_blocking=True))
+        actions = batch.get("actions")
+        if self.mcfg.is_action:
+            if actions is None:
+                raise DataError(f"{self.mcfg.name} is action-conditioned but the training data has no actions")
+            actions = actions[:, :total].to(self.device, non_blocking=True).float()
+        return frames, (actions if self.mcfg.is_action else None)
+
+    def _mask(self) -> torch.Tensor:
+        # Drawn for the global batch on every rank, then sliced, so that sample j of the global
+        # batch gets the same row whatever the number of processes.
+        mask = curriculum_mask(self.mcfg, self.curriculum, self.iteration, self.cfg.batch_size,
+                               generator=self.mask_rng)
+        return mask[self.info.rank:: self.info.world_size].to(self.device)
+
+    def _update(self, frames: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.net(frames, mask, actions)
+        parts = all_reduce_mean(torch.stack([out.loss, out.mse, out.decouple]).detach().float(), self.info)
+        if not bool(torch.isfinite(parts).all()):
+            self._diverged(f"loss {parts[0].item()} (mse {parts[1].item()}, decouple {parts[2].item()})")
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        norm = math.nan
+        if self.cfg.grad_clip > 0:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
+            if not math.isfinite(norm):
+                self._diverged(f"gradient norm {norm}")
+        self.optimizer.step()
+        return parts, norm
+
+    def _diverged(self, what: str) -> None:
+        done = self.ckpts.list()
+        keep = f"the last good checkpoint is {done[-1]}" if done else "no checkpoint was written yet"
+        raise TrainingDivergedError(
+            f"training diverged at iteration {self.iteration}: {what}; stopped, {keep}. "
+            "Try a lower train.lr or train.grad_clip=1.0")
+
+    def step(self) -> list[float]:
+        """Run one iteration (two optimiser steps with reverse_input); returns [loss, mse, decouple]."""
+        self.iteration += 1
+        frames, actions = self._batch()
+        mask = self._mask()
+        parts, norm = self._update(frames, mask, actions)
+        if self.reverse_input:
+            parts_rev, norm_rev = self._update(frames.flip(1), mask, None)
+            parts, norm = (parts + parts_rev) / 2, max(norm, norm_rev)
+        self.scheduler.step()
+        values = parts.tolist()
+        for key, v in zip(("loss", "mse", "decouple"), values):
+            self.logger.record_mean(f"train/{key}", v)
+        if self.cfg.grad_clip > 0:
+            self.logger.record_mean("train/grad_norm", norm)
+        return values
+
+    # ------------------------------------------------------------------ validation
+    def validate(self) -> dict[str, float]:
+        """Score the model and the baselines on the validation set (rank 0; others wait)."""
+        if self.val_loader is None or self.eval_settings is None:
+            return {}
+        scores: dict[str, float] = {}
+        if self.info.is_main:
+            from mbvc.evaluation import evaluate, resolve_lpips
+            from mbvc.evaluation.strips import strip_image
+
+            settings = self.eval_settings
+            if self._val_lpips and self._lpips is None:
+                self._lpips, status = resolve_lpips(settings.eval_config(), self.device)
+                self._val_lpips = status.available  # absent weights: warn once, not every validation
+            cfg = settings.eval_config(max_batches=settings.val_batches, lpips=self._val_lpips)
+            result = evaluate(self.model, self.val_loader, cfg, device=self.device, lpips_module=self._lpips)
+            for method in result.methods:
+                prefix = "eval" if method == "model" else f"eval_{method}"
+                for metric in result.per_frame[method]:
+                    scores[f"{prefix}/{metric}"] = result.mean(method, metric)
+            for k, v in scores.items():
+                self.logger.record(k, v)
+            if result.samples:
+                self.logger.record_image("eval/samples", strip_image(result.samples["frames"],
+                                                                     result.samples["predictions"]))
+            self._update_best(scores)
+        barrier(self.info)
+        return scores
+
+    def _update_best(self, scores: dict[str, float]) -> None:
+        from mbvc.evaluation.runner import HIGHER_IS_BETTER
+
+        metric = self.cfg.best_metric
+        value = scores.get(f"eval/{metric}")
+        if value is None or not math.isfinite(value):
+            return
+        sign = 1.0 if HIGHER_IS_BETTER[metric] else -1.0
+        if self.best is None or sign * (value - self.best["value"]) > 0:
+            self.best = {"metric": metric, "value": value, "iteration": self.iteration}
+            self.ckpts.save_best(self.state_dict())
+            save_model(self.model, self.run_dir / "best.safetensors", self._model_metadata())
+            log.info("new best eval/%s %.4f at iteration %d", metric, value, self.iteration)
+
+    # ------------------------------------------------------------------ loop
+    def _model_metadata(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "run_config": self.config_yaml}
+
+    def _save(self) -> None:
+        if self.info.is_main:
+            self.ckpts.save(self.iteration, self.state_dict())
+        barrier(self.info)
+
+    def _probabilities(self) -> dict[str, float]:
+        if self.mcfg.reverse_input_rule:
+            r_eta, eta = reverse_sampling_probs(self.iteration, self.curriculum)
+            return {"train/r_eta": r_eta, "train/eta": eta}
+        return {"train/eta": scheduled_sampling_eta(self.iteration, self.curriculum)}
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train until ``cfg.iterations`` (or ``cfg.time_limit_min``), then export the model.
+
+        Args:
+            resume: continue from the newest checkpoint of the run folder.
+
+        Returns:
+            A :class:`TrainResult`.
+
+        Raises:
+            TrainingDivergedError: NaN/inf loss; the checkpoints written so far are kept.
+        """
+        if resume:
+            self.resume()
+        cfg, start = self.cfg, time.monotonic()
+        limit = None if cfg.time_limit_min is None else cfg.time_limit_min * 60
+        last_eval: dict[str, float] = {}
+        losses: list[float] = []
+        saved_at = evaluated_at = self.iteration
+        bar = tqdm(total=cfg.iterations, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
+                   disable=not (cfg.progress and self.info.is_main))
+        tick, tick_itr = time.monotonic(), self.iteration
+        with logging_redirect_tqdm(), bar:
+            while self.iteration < cfg.iterations:
+                loss, mse, dec = self.step()
+                losses.append(loss)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4g}", mse=f"{mse:.4g}", dec=f"{dec:.3f}", refresh=False)
+                itr = self.iteration
+                if itr % cfg.log_interval == 0:
+                    now = time.monotonic()
+                    self.logger.record("time/it_per_s", (itr - tick_itr) / max(now - tick, 1e-9))
+                    self.logger.record("time/elapsed_s", now - start)
+                    self.logger.record("train/lr", self.scheduler.get_last_lr()[0])
+                    for k, v in self._probabilities().items():
+                        self.logger.record(k, v)
+                    tick, tick_itr = now, itr
+                if cfg.eval_interval and itr % cfg.eval_interval == 0:
+                    last_eval, evaluated_at = self.validate(), itr
+                if itr % cfg.checkpoint_interval == 0:
+                    self._save()
+                    saved_at = itr
+                if itr % cfg.log_interval == 0 or evaluated_at == itr:
+                    self.logger.dump(itr)
+                # Rank 0's clock decides, so every process stops at the same iteration.
+                if limit is not None and broadcast_flag(time.monotonic() - start > limit, self.info, self.device):
+                    log.info("time limit of %.1f min reached at iteration %d", cfg.time_limit_min, itr)
+                    break
+        if evaluated_at != self.iteration or (not last_eval and self.val_loader is not None):
+            last_eval = self.validate()
+            self.logger.record("time/elapsed_s", time.monotonic() - start)
+            self.logger.dump(self.iteration)
+        if saved_at != self.iteration:
+            self._save()
+        model_path = None
+        if self.info.is_main:
+            model_path = save_model(self.model, self.run_dir / "model.safetensors", self._model_metadata())
+            log.info("model written to %s (iteration %d)", model_path, self.iteration)
+        return TrainResult(self.iteration, model_path, time.monotonic() - start, last_eval, self.best, losses)

@@ -1,0 +1,52 @@
+"""The metric logger: record / record_mean / dump to pluggable writers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mbvc.training.logger import JSONLinesWriter, Logger, TensorBoardWriter, read_jsonl
+
+
+class Collect:
+    def __init__(self):
+        self.rows = []
+
+    def write(self, step, scalars, images):
+        self.rows.append((step, dict(scalars), sorted(images)))
+
+    def close(self):
+        self.rows.append("closed")
+
+
+def test_record_and_mean_are_dumped_then_cleared():
+    sink = Collect()
+    log = Logger([sink])
+    log.record("train/lr", 0.1)
+    log.record("train/lr", 0.2)
+    for v in (1.0, 2.0, 6.0):
+        log.record_mean("train/loss", v)
+    log.record_image("eval/samples", np.zeros((4, 4, 3), np.uint8))
+    assert log.dump(7) == {"train/lr": 0.2, "train/loss": 3.0}
+    assert log.dump(8) == {}  # nothing new: writers are not called
+    log.close()
+    assert sink.rows == [(7, {"train/lr": 0.2, "train/loss": 3.0}, ["eval/samples"]), "closed"]
+
+
+def test_jsonl_keeps_the_last_row_of_a_redone_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    w = JSONLinesWriter(path)
+    w.write(1, {"train/loss": 2.0}, {})
+    w.write(2, {"train/loss": math.nan}, {})
+    w.close()
+    w = JSONLinesWriter(path)  # a resumed run appends and redoes step 2
+    w.write(2, {"train/loss": 1.5}, {})
+    w.close()
+    assert read_jsonl(path) == [{"step": 1, "train/loss": 2.0}, {"step": 2, "train/loss": 1.5}]
+
+
+def test_tensorboard_writer_writes_events(tmp_path):
+    w = TensorBoardWriter(tmp_path / "tb")
+    w.write(3, {"train/loss": 0.5}, {"eval/samples": np.zeros((8, 8, 3), np.uint8)})
+    w.close()
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
