@@ -103,13 +103,33 @@ def check_llvm_clash() -> None:
         )
 
 
+def import_mujoco() -> types.ModuleType:
+    """Import ``mujoco``, turning a broken OpenGL backend into :class:`EnvError`.
+
+    ``import mujoco`` loads the backend named by ``MUJOCO_GL``; when that backend's system
+    library is missing, PyOpenGL fails inside the import with an unrelated-looking
+    ``AttributeError`` (``'NoneType' object has no attribute 'glGetError'``) or ``ImportError``.
+
+    Raises:
+        EnvError: the import failed; the message names the backend and what to install.
+    """
+    try:
+        import mujoco
+    except (ImportError, OSError, AttributeError, RuntimeError) as exc:
+        raise EnvError(
+            f"importing mujoco failed with MUJOCO_GL={os.environ.get('MUJOCO_GL', '<unset: glfw>')}: "
+            f"{type(exc).__name__}: {exc}. " + INSTALL_HINT
+        ) from exc
+    return mujoco
+
+
 def make_renderer(model: Any, height: int, width: int) -> Any:
     """Create a ``mujoco.Renderer``, turning OpenGL failures into :class:`EnvError`.
 
     Raises:
         EnvError: no OpenGL backend could create a context; the message says what to install.
     """
-    import mujoco
+    mujoco = import_mujoco()
 
     check_llvm_clash()
     backend = os.environ.get("MUJOCO_GL", "<unset: glfw>")

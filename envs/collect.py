@@ -50,7 +50,8 @@ class CollectConfig:
             wrapped in :class:`~envs.wrappers.PixelObservation` (state = their observation).
         num_episodes: total episodes wanted in the folder (existing ones count).
         policy: ``random``, ``scripted``, ``mixed`` or ``module:factory`` (see
-            :func:`envs.policies.make_policy`).
+            :func:`envs.policies.make_policy`; a factory may return a trained agent).
+        policy_kwargs: keyword arguments of a ``module:factory`` policy (e.g. a checkpoint).
         seed: base seed; episode ``i`` uses ``episode_seed(seed, i)``.
         image_size: frame side.
         episode_length: steps per episode for mbvc envs (``None``: the env's default).
@@ -65,6 +66,7 @@ class CollectConfig:
     env_id: str = "mbvc/Push-v0"
     num_episodes: int = 100
     policy: str = "mixed"
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     image_size: int = 64
     episode_length: int | None = 30
@@ -80,12 +82,14 @@ class CollectConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "num_episodes" else 1):
                 raise ConfigError(f"CollectConfig.{name} must be a positive int, got {value!r}")
-        if self.episode_length is not None and (not isinstance(self.episode_length, int) or self.episode_length < 1):
-            raise ConfigError(f"CollectConfig.episode_length must be a positive int or None, got {self.episode_length!r}")
+        length = self.episode_length
+        if length is not None and (not isinstance(length, int) or length < 1):
+            raise ConfigError(f"CollectConfig.episode_length must be a positive int or None, got {length!r}")
 
     def spec(self) -> dict[str, Any]:
         """The JSON description stored with the data (and compared on resume)."""
-        keep = ("env_id", "policy", "seed", "image_size", "episode_length", "noise_std", "random_prob", "env_kwargs")
+        keep = ("env_id", "policy", "policy_kwargs", "seed", "image_size", "episode_length", "noise_std",
+                "random_prob", "env_kwargs")
         spec = {k: v for k, v in asdict(self).items() if k in keep}
         # Through JSON so that tuples compare equal to the lists read back from a manifest.
         return json.loads(json.dumps({"source": "envs.collect", **spec}))
@@ -163,9 +167,15 @@ def _check_obs_space(space: gym.spaces.Space, env_id: str) -> None:
         raise ConfigError(f"collect needs observations {{'image': uint8 (H, W, 3), ...}}; {env_id} gives {space}")
 
 
+def _wants_goal(policies: list[Policy]) -> bool:
+    return any(getattr(p, "wants_goal", False) for p in policies)
+
+
 def _run_serial(env: gym.Env, policy: Policy, seed: int) -> _Episode:
     policy.reset(seed)
     obs, _ = env.reset(seed=seed)
+    if _wants_goal([policy]) and hasattr(env.unwrapped, "goal_image"):
+        policy.set_goal(env.unwrapped.goal_image())
     episode = _Episode(obs)
     done = False
     while not done:
@@ -176,13 +186,19 @@ def _run_serial(env: gym.Env, policy: Policy, seed: int) -> _Episode:
     return episode
 
 
-def _run_vector(venv: gym.vector.VectorEnv, policies: list[Policy], seeds: list[int]) -> list[_Episode]:
+def _run_vector(venv: gym.vector.VectorEnv, policies: list[Policy], seeds: list[int],
+                has_goal_image: bool = False) -> list[_Episode]:
     """One episode per sub-env; sub-envs that finish early idle (their autoresets are ignored)."""
     n = len(seeds)
     for policy, seed in zip(policies, seeds):
         policy.reset(seed)
     seeds = seeds + [seeds[-1]] * (venv.num_envs - n)  # spare workers replay the last seed, unused
     obs, _ = venv.reset(seed=seeds)
+    if has_goal_image and _wants_goal(policies):
+        # Rendered in the workers, where the episodes are. (Only asked of envs that have
+        # goal_image: a failing call would shut the worker down.)
+        for policy, goal in zip(policies[:n], venv.call("goal_image")):
+            policy.set_goal(goal)
     unbatch = partial(_unbatch, keys=list(obs))
     episodes = [_Episode(unbatch(obs, i)) for i in range(n)]
     active = [True] * n
@@ -222,7 +238,8 @@ def collect(root: str | os.PathLike, cfg: CollectConfig,
     probe = env_fn()  # the policies' view of the spaces; in serial mode also the env that runs
     try:
         _check_obs_space(probe.observation_space, cfg.env_id)
-        policies = [make_policy(cfg.policy, probe, None, cfg.noise_std, cfg.random_prob)
+        # One policy per worker: agents keep per-episode state (histories, plans).
+        policies = [make_policy(cfg.policy, probe, None, cfg.noise_std, cfg.random_prob, cfg.policy_kwargs)
                     for _ in range(cfg.num_envs)]
         with RolloutWriter(root, cfg.spec(), cfg.shard_size) as writer:
             first = writer.num_episodes
@@ -255,7 +272,7 @@ def _collect_into(writer: Any, cfg: CollectConfig, env: gym.Env, policies: list[
                 if venv is None:
                     episodes = [_run_serial(env, policies[0], seeds[0])]
                 else:
-                    episodes = _run_vector(venv, policies, seeds)
+                    episodes = _run_vector(venv, policies, seeds, hasattr(env.unwrapped, "goal_image"))
                 for index, episode in zip(indices, episodes):
                     arrays = episode.arrays()
                     writer.add_episode(**arrays)

@@ -2,7 +2,9 @@
 
 Every policy is a callable ``policy(obs) -> action`` with ``reset(seed)`` called at the start
 of an episode, so that collection can seed each episode's policy noise independently of the
-process that runs it (resumed and parallel collections then equal serial ones).
+process that runs it (resumed and parallel collections then equal serial ones). Trained agents
+(``agents``' protocol: ``reset(obs, goal, seed)`` and ``act(obs)``) become policies through
+:class:`AgentPolicy`; :func:`make_policy` does this for ``module:factory`` specs.
 
 Example:
     >>> import gymnasium as gym, envs
@@ -178,22 +180,90 @@ class NoisyPolicy:
         return np.clip(action, self.random.low, self.random.high).astype(np.float32)
 
 
+class AgentPolicy:
+    """A trained agent (``reset(obs=None, goal=None, seed=None)``, ``act(obs)``) as a policy.
+
+    The agent is reset lazily, with the episode's first observation, its seed and, when the
+    collector supplies one through :meth:`set_goal`, the goal image (``wants_goal`` asks for it).
+
+    Args:
+        agent: e.g. an ``agents.mpc.MPCAgent`` or ``agents.baselines.SB3Agent``.
+    """
+
+    wants_goal = True
+
+    def __init__(self, agent: Any) -> None:
+        if not callable(getattr(agent, "act", None)):
+            raise ConfigError(f"AgentPolicy needs an object with act(obs), got {type(agent).__name__}")
+        self.agent = agent
+        self._seed: int | None = None
+        self._goal: Any = None
+        self._fresh = True
+
+    def reset(self, seed: int | None = None) -> None:
+        self._seed, self._goal, self._fresh = seed, None, True
+
+    def set_goal(self, goal: Any) -> None:
+        """Goal of the episode about to start (e.g. ``env.unwrapped.goal_image()``)."""
+        self._goal = goal
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        if self._fresh:
+            if callable(getattr(self.agent, "reset", None)):
+                self.agent.reset(obs=obs, goal=self._goal, seed=self._seed)
+            self._fresh = False
+        return np.asarray(self.agent.act(obs), dtype=np.float32)
+
+
+class FunctionPolicy:
+    """A plain function ``f(obs) -> action`` as a policy (stateless: ``reset`` does nothing)."""
+
+    def __init__(self, fn: Callable[[Any], np.ndarray]) -> None:
+        self.fn = fn
+
+    def reset(self, seed: int | None = None) -> None:
+        """Nothing to reset."""
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        return np.asarray(self.fn(obs), dtype=np.float32)
+
+
+def as_policy(obj: Any) -> Policy:
+    """Adapt a policy, an agent (``act``) or a plain callable to the :class:`Policy` protocol.
+
+    Raises:
+        ConfigError: ``obj`` is none of these.
+    """
+    if callable(getattr(obj, "act", None)):
+        return AgentPolicy(obj)
+    if callable(obj) and callable(getattr(obj, "reset", None)):
+        return obj
+    if callable(obj):
+        return FunctionPolicy(obj)
+    raise ConfigError(f"a policy must be callable as policy(obs) or have act(obs), got {type(obj).__name__}")
+
+
 POLICIES = ("random", "scripted", "mixed")
 
 
 def make_policy(name: str, env: gym.Env, seed: int | None = None, noise_std: float = 0.3,
-                random_prob: float = 0.2) -> Policy:
+                random_prob: float = 0.2, policy_kwargs: dict[str, Any] | None = None) -> Policy:
     """Build a policy by name for ``env``.
 
     Args:
         name: ``"random"``, ``"scripted"``, ``"mixed"`` (scripted with noise and random
-            actions), or ``"package.module:factory"`` where ``factory(env) -> policy``
-            (e.g. a trained agent).
+            actions), or ``"package.module:factory"`` where ``factory(env, **policy_kwargs)``
+            returns a policy, a plain ``f(obs) -> action`` or a trained agent (an object
+            with ``act(obs)`` and ``reset(obs, goal, seed)``, see :class:`AgentPolicy`).
         env: the environment (only its spaces and, for scripted policies, its scene are used).
         seed: seed of the policy's randomness.
         noise_std: Gaussian noise of ``"mixed"``.
         random_prob: per-step random-action probability of ``"mixed"``.
+        policy_kwargs: keyword arguments of a ``module:factory`` (e.g. a checkpoint path).
     """
+    if policy_kwargs and ":" not in name:
+        raise ConfigError(f"policy_kwargs are only for 'module:factory' policies, got {name!r} "
+                          f"with {sorted(policy_kwargs)}")
     if name == "random":
         return RandomPolicy(env.action_space, seed)
     if name == "scripted":
@@ -201,7 +271,7 @@ def make_policy(name: str, env: gym.Env, seed: int | None = None, noise_std: flo
     if name == "mixed":
         return NoisyPolicy(ScriptedPushPolicy.from_env(env), env.action_space, noise_std, random_prob, seed)
     if ":" in name:
-        return _load_factory(name)(env)
+        return as_policy(_load_factory(name)(env, **(policy_kwargs or {})))
     raise ConfigError(f"unknown policy {name!r}, expected one of {list(POLICIES)} or 'module:factory'"
                       + did_you_mean(name, POLICIES))
 

@@ -20,18 +20,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
-import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from envs._gl import make_renderer
-from envs.scene import CLUTTER, LIFT_STEP, SPAWN, TURN_STEP, WORKSPACE, SceneSpec, StateLayout, build_xml, distractor_scene, multi_scene, push_scene
+from envs._gl import import_mujoco, make_renderer
+from envs.scene import (CLUTTER, LIFT_STEP, SPAWN, TURN_STEP, WORKSPACE, SceneSpec, StateLayout, build_xml,
+                        distractor_scene, multi_scene, push_scene)
 from mbvc.errors import ConfigError, EnvError, did_you_mean
 
 logger = logging.getLogger(__name__)
+mujoco = import_mujoco()  # a missing GL library fails here: say what to install
 
 CAMERAS = ("bair", "top", "side")
-
 
 
 @dataclass(frozen=True)

@@ -38,34 +38,69 @@ def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def select_camera(env: gym.Env, camera: str | int) -> None:
-    """Point ``env``'s ``render()`` at a named (or numbered) camera of its MuJoCo model.
+FREE_CAMERA_KEYS = ("distance", "azimuth", "elevation", "lookat")
 
-    Supports mbvc's Push envs (``camera`` attribute) and gymnasium's ``MujocoEnv`` (its
-    renderer's ``camera_id``; ``-1`` is the free camera).
+
+def select_camera(env: gym.Env, camera: str | int | dict[str, Any]) -> None:
+    """Point ``env``'s ``render()`` at a camera of its MuJoCo model.
+
+    Supports mbvc's Push envs (``camera`` attribute: ``"bair"``, ``"top"``, ``"side"``) and
+    gymnasium's ``MujocoEnv`` (its renderer's ``camera_id``): a camera name, an id (``-1`` is
+    the free camera), or a dict placing the free camera, with keys among
+    :data:`FREE_CAMERA_KEYS` (gymnasium's Pusher and Reacher define no named cameras, so this
+    is how their view is chosen), e.g. ``{"distance": 2.0, "azimuth": 90, "elevation": -60}``.
 
     Raises:
         ConfigError: the env has no such camera, or its cameras cannot be chosen.
     """
     base = env.unwrapped
     if hasattr(base, "camera") and hasattr(base, "goal_image"):  # an mbvc Push env
+        if not isinstance(camera, str):
+            raise ConfigError(f"mbvc Push envs take a camera name, got {camera!r}")
         base.camera = camera
         return
     model, renderer = getattr(base, "model", None), getattr(base, "mujoco_renderer", None)
     if model is None or renderer is None:
         raise ConfigError(f"camera choice needs a MuJoCo env (mbvc Push or gymnasium MujocoEnv), "
                           f"got {type(base).__name__}")
-    import mujoco
+    if isinstance(camera, dict):
+        _place_free_camera(renderer, camera)
+        return
+    from envs._gl import import_mujoco
 
+    mujoco = import_mujoco()
     names = [model.camera(i).name for i in range(model.ncam)]
     if isinstance(camera, str):
         if camera not in names:
             raise ConfigError(f"{type(base).__name__} has no camera {camera!r}; cameras: {names} "
-                              "(or an int id, -1 for the free camera)" + did_you_mean(camera, names))
+                              "(or an int id, -1 for the free camera, or a dict placing the free camera)"
+                              + did_you_mean(camera, names))
         camera = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
     elif not -1 <= camera < model.ncam:
         raise ConfigError(f"camera id must be in -1..{model.ncam - 1} for {type(base).__name__}, got {camera}")
     renderer.camera_id = int(camera)
+
+
+def _place_free_camera(renderer: Any, config: dict[str, Any]) -> None:
+    """Render from the free camera placed by ``config`` (gymnasium's ``default_camera_config`` keys)."""
+    unknown = sorted(set(config) - set(FREE_CAMERA_KEYS))
+    if unknown:
+        raise ConfigError(f"free camera keys must be among {list(FREE_CAMERA_KEYS)}, got {unknown}"
+                          + did_you_mean(unknown[0], FREE_CAMERA_KEYS))
+    values = {k: np.asarray(v, np.float64) if k == "lookat" else float(v) for k, v in config.items()}
+    if "lookat" in values and values["lookat"].shape != (3,):
+        raise ConfigError(f"free camera lookat must be (x, y, z), got {config['lookat']!r}")
+    renderer.camera_id = -1
+    # The renderer applies default_cam_config when it creates its viewer; a viewer that
+    # already exists gets the values now.
+    renderer.default_cam_config = {**(renderer.default_cam_config or {}), **values}
+    viewer = getattr(renderer, "viewer", None)
+    if viewer is not None:
+        for key, value in values.items():
+            if key == "lookat":
+                viewer.cam.lookat[:] = value
+            else:
+                setattr(viewer.cam, key, value)
 
 
 def _native_size(env: gym.Env) -> tuple[int, int] | None:
@@ -82,14 +117,15 @@ class PixelObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         env: an env made with ``render_mode="rgb_array"``.
         size: output ``(height, width)`` (or one int); ``None`` keeps the (cropped) size.
         crop: ``(top, left, height, width)`` taken from the rendered frame before resizing.
-        camera: camera name or id to render from (MuJoCo envs); ``None`` keeps the env's.
+        camera: camera to render from (MuJoCo envs): a name, an id or a dict placing the
+            free camera (see :func:`select_camera`); ``None`` keeps the env's.
         pixels_only: if False the observation is ``{"image": frame, "state": original obs}``.
 
     Observation: ``uint8 (height, width, 3)`` (or the dict above).
     """
 
     def __init__(self, env: gym.Env, size: int | tuple[int, int] | None = None,
-                 crop: tuple[int, int, int, int] | None = None, camera: str | int | None = None,
+                 crop: tuple[int, int, int, int] | None = None, camera: str | int | dict[str, Any] | None = None,
                  pixels_only: bool = True) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, size=size, crop=crop, camera=camera, pixels_only=pixels_only)
         gym.ObservationWrapper.__init__(self, env)

@@ -19,6 +19,11 @@ from mbvc.errors import MbvcError
 COMMANDS = ("train", "test", "predict", "convert", "collect", "demo", "visualize")
 
 
+def say(*parts: object) -> None:
+    """Write a line of a command's result to stdout (subcommands report through this)."""
+    print(*parts, flush=True)
+
+
 def _available() -> list[str]:
     return [c for c in COMMANDS if importlib.util.find_spec(f"mbvc.commands.{c}") is not None]
 

@@ -5,6 +5,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from mbvc.cli import say
 from mbvc.config import model_config_from_preset, preset_names
 
 HELP = "convert a reference PredRNN checkpoint (model.ckpt-N) into an mbvc model file"
@@ -34,5 +35,5 @@ def run(args: argparse.Namespace) -> int:
     model = from_reference(args.checkpoint, **flags)
     out = save_model(model, args.output, metadata={"source": str(args.checkpoint), "preset": str(args.preset)})
     n = sum(p.numel() for p in model.parameters())
-    print(f"wrote {out} ({cfg.name}, {n:,} parameters) from {args.checkpoint}")
+    say(f"wrote {out} ({cfg.name}, {n:,} parameters) from {args.checkpoint}")
     return 0

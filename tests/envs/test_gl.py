@@ -44,3 +44,12 @@ def test_tensorflow_clash_is_an_error_not_a_segfault(monkeypatch, tmp_path):
         _gl.check_llvm_clash()
     (tmp_path / "10_nvidia.json").write_text("{}")  # a GPU driver renders without LLVM
     _gl.check_llvm_clash()
+
+
+def test_broken_gl_library_at_import_says_what_to_install(monkeypatch):
+    """A backend whose system library is missing makes ``import mujoco`` itself fail."""
+    monkeypatch.delitem(sys.modules, "mujoco")
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # the next `import mujoco` raises ImportError
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    with pytest.raises(EnvError, match="MUJOCO_GL=osmesa.*apt-get install libosmesa6"):
+        _gl.import_mujoco()

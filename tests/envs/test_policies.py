@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from envs.policies import NoisyPolicy, RandomPolicy, ScriptedPushPolicy, make_policy
+from envs.policies import AgentPolicy, FunctionPolicy, NoisyPolicy, RandomPolicy, ScriptedPushPolicy, as_policy, make_policy
 from mbvc.errors import ConfigError
 
 
@@ -61,6 +61,48 @@ def test_factory_policy(make_push):
     env = make_push()
     policy = make_policy("tests.envs.test_policies:zero_policy", env)
     assert np.array_equal(policy(env.reset(seed=0)[0]), np.zeros(2, np.float32))
+
+
+def test_adapters_give_every_policy_reset():
+    fn = as_policy(lambda obs: [0.5, -0.5])
+    assert isinstance(fn, FunctionPolicy)
+    fn.reset(3)  # collection resets every policy
+    assert fn(None).dtype == np.float32
+
+    class Agent:
+        calls: list = []
+
+        def reset(self, obs=None, goal=None, seed=None):
+            self.calls.append(("reset", obs, goal, seed))
+
+        def act(self, obs):
+            self.calls.append(("act", obs))
+            return [obs]
+
+    policy = as_policy(Agent())
+    assert isinstance(policy, AgentPolicy)
+    for seed in (7, 8):
+        policy.reset(seed)
+        policy.set_goal("goal")
+        policy(1), policy(2)
+    # Reset lazily with the first observation, the goal and the seed; once per episode.
+    assert Agent.calls == [("reset", 1, "goal", 7), ("act", 1), ("act", 2),
+                           ("reset", 1, "goal", 8), ("act", 1), ("act", 2)]
+    with pytest.raises(ConfigError, match="callable"):
+        as_policy(42)
+
+
+def test_policy_kwargs_reach_the_factory(make_push):
+    env = make_push()
+    policy = make_policy("tests.envs.test_policies:constant_policy", env, policy_kwargs={"value": 0.25})
+    np.testing.assert_array_equal(policy(None), [0.25, 0.25])
+    with pytest.raises(ConfigError, match="policy_kwargs"):
+        make_policy("random", env, policy_kwargs={"value": 1})
+
+
+def constant_policy(env, value: float):
+    """A ``module:factory`` taking keyword arguments."""
+    return lambda obs: np.full(env.action_space.shape, value, np.float32)
 
 
 def zero_policy(env):

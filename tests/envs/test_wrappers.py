@@ -6,13 +6,21 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from envs.wrappers import ActionRepeat, NormalizeAction, PixelObservation, RecordFrames
+from gymnasium.utils.env_checker import check_env
+
+from envs.wrappers import ActionRepeat, NormalizeAction, PixelObservation, RecordFrames, select_camera
 from mbvc.errors import ConfigError
+
+OVERHEAD = {"azimuth": 90.0, "elevation": -80.0, "distance": 2.0}
+
+
+def make_pusher(**kwargs) -> gym.Env:
+    return gym.make("Pusher-v5", render_mode="rgb_array", width=32, height=24, **kwargs)
 
 
 @pytest.fixture
 def pusher():
-    env = gym.make("Pusher-v5", render_mode="rgb_array", width=32, height=24)
+    env = make_pusher()
     yield env
     env.close()
 
@@ -130,3 +138,75 @@ def test_record_frames_from_render(pusher):
     assert env.frames[-1].shape == (24, 32, 3)
     with pytest.raises(ConfigError, match="rgb_array"):
         RecordFrames(ActionEcho())
+
+
+def test_crop_takes_the_named_region(pusher):
+    env = PixelObservation(pusher, crop=(2, 4, 10, 12))
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(obs, pusher.render()[2:12, 4:16])
+    assert env.observation_space.shape == (10, 12, 3)
+
+
+def test_free_camera_placement_on_pusher(pusher):
+    """Pusher has no named cameras: the view is chosen by placing the free camera."""
+    pusher.reset(seed=0)
+    default = pusher.render()
+    select_camera(pusher, OVERHEAD)  # after the viewer exists
+    overhead = pusher.render()
+    assert (default != overhead).mean() > 0.1
+    fresh = make_pusher()
+    obs, _ = PixelObservation(fresh, camera=OVERHEAD).reset(seed=0)  # before any render
+    np.testing.assert_array_equal(obs, overhead)
+    fresh.close()
+    with pytest.raises(ConfigError, match="Did you mean 'azimuth'"):
+        select_camera(pusher, {"azimut": 10})
+
+
+def test_action_repeat_on_pusher_equals_repeated_steps(pusher):
+    twin = make_pusher()
+    env = ActionRepeat(pusher, 3)
+    obs, _ = env.reset(seed=0)
+    twin.reset(seed=0)
+    action = np.linspace(-1, 1, 7).astype(np.float32)
+    obs, reward, *_ = env.step(action)
+    steps = [twin.step(action) for _ in range(3)]
+    np.testing.assert_array_equal(obs, steps[-1][0])
+    assert reward == pytest.approx(sum(s[1] for s in steps))
+    twin.close()
+
+
+def test_normalize_action_on_pusher_scales_to_its_bounds(pusher):
+    """Pusher's torques are in [-2, 2]: 0.25 in the unit box is a torque of 0.5."""
+    twin = make_pusher()
+    env = NormalizeAction(pusher)
+    env.reset(seed=0)
+    twin.reset(seed=0)
+    a = np.full(7, 0.25, np.float32)
+    np.testing.assert_array_equal(env.step(a)[0], twin.step(2 * a)[0])
+    twin.close()
+
+
+def test_wrapper_stack_on_pusher_passes_check_env():
+    env = RecordFrames(PixelObservation(NormalizeAction(ActionRepeat(make_pusher(), 2)), size=8, camera=OVERHEAD))
+    with pytest.warns(UserWarning, match="different from the unwrapped"):
+        check_env(env, skip_render_check=True)  # seeding, spaces, step/reset API
+    env.close()
+
+
+def test_record_frames_on_reacher_writes_the_episode(tmp_path):
+    from PIL import Image, ImageSequence
+
+    env = RecordFrames(gym.make("Reacher-v5", render_mode="rgb_array", width=16, height=16, max_episode_steps=4),
+                       directory=tmp_path, fps=5)
+    env.reset(seed=0)
+    rendered = [env.render()]
+    for _ in range(4):
+        env.step(env.action_space.sample())
+        rendered.append(env.render())
+    assert env.episodes == 1
+    np.testing.assert_array_equal(env.last_episode, np.stack(rendered))
+    with Image.open(tmp_path / "episode_00000.gif") as gif:
+        # GIF merges repeated frames into longer ones: the playing time is what must add up.
+        duration = sum(frame.info["duration"] for frame in ImageSequence.Iterator(gif))
+    assert duration == pytest.approx(5 * 200)
+    env.close()
