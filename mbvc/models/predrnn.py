@@ -223,7 +223,9 @@ class PredRNN(nn.Module):
         s, b, ch = both.shape[:3]
         adapted = self.adapter(both.flatten(0, 1)).reshape(s, b, ch, -1)
         adapted = F.normalize(adapted, dim=3)
-        cos = torch.cosine_similarity(adapted[:n], adapted[n:], dim=3)
+        # Both sides are unit vectors (or zero), so their cosine is the plain dot product;
+        # cosine_similarity would normalise a second time.
+        cos = (adapted[:n] * adapted[n:]).sum(dim=3)
         return cos.abs().mean()
 
     # ------------------------------------------------------------------ inference
