@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mbvc.cli import say
+
 HELP = "predict N future frames from a context video / frame folder / .npy; writes npy + PNG + GIF"
 
 
@@ -17,18 +19,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--context-length", type=int, help="context frames K (default: the model's input_length)")
     parser.add_argument("--best", action="store_true", help="run folders: the best model by validation")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest on a busy machine)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
 
 
 def run(args: argparse.Namespace) -> int:
     from mbvc.errors import ConfigError
     from mbvc.training.artifacts import load_trained
+    from mbvc.training.setup import set_threads
     from mbvc.training.distributed import DistInfo
     from mbvc.training.predict import read_actions, read_context, write_predictions
     from mbvc.training.trainer import resolve_device
 
     if args.num_frames < 1:
         raise ConfigError(f"-n must be >= 1, got {args.num_frames}")
+    set_threads(args.threads)
     trained = load_trained(args.checkpoint, "best" if args.best else "final")
     cfg = trained.model.config
     k = args.context_length or cfg.input_length
@@ -47,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
     pred = model.predict(context.to(device), args.num_frames,
                          actions=None if actions is None else actions.to(device))
     paths = write_predictions(args.output, context[0], pred[0])
-    print(f"predicted {args.num_frames} frames from {k} context frames of {args.context} with {trained.source}")
-    print("wrote " + ", ".join(str(p) for p in paths.values()) + f" and {args.num_frames} pred_*.png")
+    say(f"predicted {args.num_frames} frames from {k} context frames of {args.context} with {trained.source}")
+    say("wrote " + ", ".join(str(p) for p in paths.values()) + f" and {args.num_frames} pred_*.png")
     return 0

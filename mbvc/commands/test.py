@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mbvc.cli import say
+
 HELP = "evaluate a run, model file or checkpoint: per-frame MSE/MAE/PSNR/SSIM/LPIPS vs baselines"
 
 
@@ -19,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batches", type=int, help="stop after this many batches (quick look)")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest on a busy machine)")
     parser.add_argument("-o", "--output", type=Path, help="report folder (default <run>/eval-<split> or <file>-eval)")
 
 
@@ -39,15 +42,16 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from mbvc.data import build_dataset
+    from mbvc.errors import DataError
     from mbvc.evaluation import evaluate, markdown_report, write_report
     from mbvc.training.artifacts import load_trained, run_config_for
     from mbvc.training.distributed import DistInfo
+    from mbvc.training.setup import set_threads
     from mbvc.training.trainer import resolve_device
-
-    from mbvc.errors import DataError
 
     if args.data is not None and not args.data.exists():
         raise DataError(f"--data {args.data}: no such file or folder")
+    set_threads(args.threads)
     trained = load_trained(args.checkpoint, "best" if args.best else "final")
     cfg = run_config_for(trained, args.preset, _overrides(args))
     split = args.split or cfg.eval.test_split
@@ -65,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
         out = trained.source.with_name(trained.source.stem + "-eval")
     config = cfg.to_dict() | {"checkpoint": str(trained.source), "split": split}
     paths = write_report(result, out, config=config, strip_scale=2 if max(cfg.model.img_width, cfg.model.img_height) <= 64 else 1)
-    print(markdown_report(result).split("\n## ")[0].rstrip())
-    print(f"\nreport: {', '.join(str(p) for p in paths.values())}")
+    say(markdown_report(result).split("\n## ")[0].rstrip())
+    say(f"\nreport: {', '.join(str(p) for p in paths.values())}")
     return 0

@@ -6,6 +6,7 @@ import logging
 import time
 from pathlib import Path
 
+from mbvc.cli import say
 from mbvc.config import preset_names
 
 HELP = "train a model from a preset (resumable; multi-GPU with torchrun)"
@@ -30,15 +31,11 @@ def _configure_process(info, threads: int | None) -> None:  # noqa: ANN001 - Dis
     import torch
 
     from mbvc.training.distributed import init_distributed
+    from mbvc.training.setup import set_threads
 
     # TensorBoard imports TensorFlow when it is installed; keep its C++ start-up chatter out of the log.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if threads is not None:
-        if threads < 1:
-            from mbvc.errors import ConfigError
-
-            raise ConfigError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    set_threads(threads)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls as TF32 on Ampere+: faster, ample precision
         torch.backends.cudnn.allow_tf32 = True
@@ -97,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(handler)
             t, m = cfg.train, cfg.model
-            print(f"run dir: {args.run_dir}\nmodel: {m.name} hidden {list(m.num_hidden)}, {m.input_length} -> "
+            say(f"run dir: {args.run_dir}\nmodel: {m.name} hidden {list(m.num_hidden)}, {m.input_length} -> "
                   f"{m.total_length}; data: {cfg.data.name}; eval {cfg.eval.context} -> {cfg.eval.horizon}\n"
                   f"train: {t.iterations} iterations, batch {t.batch_size}, lr {t.lr} ({t.optimizer}, "
                   f"{t.lr_schedule}), {info.world_size} process(es)")
@@ -105,10 +102,10 @@ def run(args: argparse.Namespace) -> int:
         trainer = build_trainer(cfg, args.run_dir, info, resume=args.resume, datasets=datasets)
         result = trainer.fit(resume=args.resume)
         if info.is_main:
-            print(f"finished at iteration {result.iteration} in {result.elapsed_s / 60:.1f} min; model: {result.model_path}")
+            say(f"finished at iteration {result.iteration} in {result.elapsed_s / 60:.1f} min; model: {result.model_path}")
             if result.last_eval:
                 shown = {k: v for k, v in result.last_eval.items() if k.endswith(("/mse", "/ssim", "/psnr", "/lpips"))}
-                print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())))
+                say("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())))
     finally:
         if trainer is not None:
             trainer.logger.close()

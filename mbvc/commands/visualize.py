@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mbvc.cli import say
+
 HELP = "plot the delta_c / delta_m memory increments of a PredRNN-V2 model (PCA or t-SNE)"
 
 
@@ -17,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("pca", "tsne"), default="pca", help="2-D embedding (tsne needs scikit-learn)")
     parser.add_argument("--features", choices=("topk", "flat"), default="topk", help="point features of an increment map")
     parser.add_argument("--best", action="store_true", help="run folders: the best model by validation")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest on a busy machine)")
     parser.add_argument("-o", "--output", type=Path, help="PNG to write (default <run>/decoupling.png or <file>-decoupling.png)")
 
 
@@ -30,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from mbvc.io import write_json
     from mbvc.models import test_mask
     from mbvc.training.artifacts import load_trained, run_config_for
+    from mbvc.training.setup import set_threads
 
+    set_threads(args.threads)
     trained = load_trained(args.checkpoint, "best" if args.best else "final")
     mcfg = trained.model.config
     if not mcfg.is_v2:
@@ -58,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
     plot_decoupling(result, path, title=f"{mcfg.name}: memory increments ({args.method.upper()})")
     write_json(path.with_suffix(".json"), {"checkpoint": str(trained.source), "split": split,
                                            "sequences": int(frames.shape[0]), **result.to_dict()})
-    print(f"silhouette {result.silhouette:.3f} (1 = separated), mean |cos| {result.mean_abs_cosine:.3f} "
+    say(f"silhouette {result.silhouette:.3f} (1 = separated), mean |cos| {result.mean_abs_cosine:.3f} "
           f"(0 = orthogonal)\nwrote {path} and {path.with_suffix('.json')}")
     return 0

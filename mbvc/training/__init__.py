@@ -28,6 +28,7 @@ _EXPORTS = {
     "Logger": "logger", "LoggingWriter": "logger", "JSONLinesWriter": "logger", "TensorBoardWriter": "logger",
     "configure_logger": "logger", "read_jsonl": "logger",
     "load_trained": "artifacts",
+    "learning_curves": "curves", "write_curves": "curves",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -30,6 +30,24 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 
 
+def set_threads(threads: int | None, option: str = "--threads") -> None:
+    """Set torch's CPU threads (None leaves torch's default); a command-line process setting.
+
+    On a busy machine one thread is often fastest for small models: more threads spin-wait
+    on cores other processes hold.
+
+    Raises:
+        ConfigError: ``threads < 1``.
+    """
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError(f"{option} must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def load_resume_config(run_dir: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
     """The stored configuration of a run folder, with overrides (e.g. more iterations)."""
     path = Path(run_dir) / CONFIG_FILE

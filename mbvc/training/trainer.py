@@ -276,6 +276,12 @@ class Trainer:
         return {"iteration": self.iteration, "run_config": self.config_yaml}
 
     def _save(self) -> None:
+        # A finite loss can still be followed by a step that leaves NaN/inf weights (e.g. an
+        # overflowing gradient without clipping): such a state must never become "the last
+        # good checkpoint".
+        bad = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            self._diverged(f"non-finite weights after the update ({', '.join(bad[:3])})")
         if self.info.is_main:
             self.ckpts.save(self.iteration, self.state_dict())
         barrier(self.info)

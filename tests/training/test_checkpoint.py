@@ -108,3 +108,41 @@ def test_foreign_files_are_refused_clearly(tmp_path):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.slow  # two `mbvc train` start-ups and ~100 tiny iterations: 10-20 s on a shared machine
+def test_sigkilled_cli_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    """A real SIGKILL at an arbitrary moment (mid-step or mid-save), then `mbvc train --resume`."""
+    from mbvc.models import load_model
+    from mbvc.training import build_trainer, prepare_run_dir
+
+    from .conftest import tiny_cli_args, tiny_config
+
+    over = ("train.iterations=50", "data.train_size=8", "train.checkpoint_interval=1", "train.keep_last=1",
+            "train.reverse_input=true", "train.lr_schedule=cosine", "train.warmup_iters=3")
+    cfg = tiny_config(*over)
+    full = build_trainer(cfg, prepare_run_dir(tmp_path / "full", cfg, resume=False))
+    full.fit()
+    expected = full.model.state_dict()
+
+    run = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "mbvc", "train", "--threads", "1", "--run-dir", str(run)]
+    proc = subprocess.Popen([*cmd[:4], "mnist-predrnn-v2-small", *cmd[4:], *tiny_cli_args(*over)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "ckpt-00000005.pt").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never reached iteration 5"
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (run / "model.safetensors").exists(), "the run finished before the kill"
+    resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    got = load_model(run / "model.safetensors").state_dict()
+    for k, v in expected.items():
+        assert torch.equal(got[k], v), k

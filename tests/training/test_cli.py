@@ -68,6 +68,24 @@ def test_test_on_user_arrays_with_a_model_file(run_dir, tmp_path):
     assert json.loads((out / "metrics.json").read_text())["num_sequences"] == 3
 
 
+@pytest.mark.parametrize("which", ["model.safetensors", "checkpoints/ckpt-00000003.pt"])
+def test_test_on_a_file_alone_reports_lpips_unavailable(run_dir, tmp_path, monkeypatch, capsys, which):
+    # No LPIPS weights anywhere: reported unavailable naming the files to place; every other metric runs.
+    monkeypatch.delenv("MBVC_LPIPS_DIR", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
+    monkeypatch.setattr("mbvc.metrics.lpips._lpips_package_dirs", lambda: [])
+    out = tmp_path / "report"
+    # The file carries its run configuration (no --preset); the tiny run had LPIPS off: turn it on.
+    assert main(["test", str(run_dir / which), "-o", str(out), "--set", "eval.lpips=true"]) == 0
+    assert "unavailable" in capsys.readouterr().out
+    figures = json.loads((out / "metrics.json").read_text())
+    assert figures["lpips"]["available"] is False
+    assert "alexnet-owt-7be5be79.pth" in figures["lpips"]["reason"] and "alex.pth" in figures["lpips"]["reason"]
+    assert set(figures["methods"]["model"]["mean"]) == {"mse", "mae", "psnr", "ssim"}
+    assert figures["config"]["checkpoint"].endswith(which.split("/")[-1])
+    assert "Reason:" in (out / "metrics.md").read_text()
+
+
 @pytest.mark.parametrize("kind", ["npy", "folder", "gif"])
 def test_predict_from_each_context_kind(run_dir, tmp_path, kind):
     frames = (np.random.default_rng(1).random((5, 32, 32)) * 255).astype(np.uint8)

@@ -99,3 +99,14 @@ def test_run_config_is_frozen():
     assert isinstance(cfg, RunConfig)
     with pytest.raises(Exception):
         cfg.train.lr = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", [n for n in preset_names() if n.startswith(("kth-", "bair-"))])
+def test_kth_and_bair_evaluate_as_the_paper_whatever_the_training_length(name):
+    context, horizon = (10, 20) if name.startswith("kth-") else (2, 28)
+    for over in ([], ["model.total_length=12"]):
+        cfg = load_run_config(name, over)
+        assert (cfg.eval.context, cfg.eval.horizon) == (context, horizon)
+        assert cfg.data_for("train").seq_len == cfg.model.total_length < context + horizon
+        for split in ("val", "test"):  # 30-frame evaluation windows, independent of the training window
+            assert cfg.data_for(split).eval_seq_len == context + horizon == 30

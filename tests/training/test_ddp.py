@@ -51,22 +51,19 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 
 def test_torchrun_cli(tmp_path):
-    """``torchrun --nproc_per_node 2 -m mbvc train`` matches ``mbvc train`` (three CLI start-ups)."""
-    args = tiny_cli_args(*OVERRIDES)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    base = [sys.executable, "-m", "mbvc", "train", "mnist-predrnn-v2-small"]
-    subprocess.run([*base, "--run-dir", str(tmp_path / "one"), *args], check=True, env=env, capture_output=True)
+    """``torchrun --nproc_per_node 2 -m mbvc train`` matches one in-process trainer (one launch)."""
+    cfg = tiny_config(*OVERRIDES)
+    single = build_trainer(cfg, prepare_run_dir(tmp_path / "one", cfg, resume=False))
+    expected = single.fit()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "mbvc",
-              "train", "mnist-predrnn-v2-small", "--run-dir", str(tmp_path / "two"), *args]
+              "train", "mnist-predrnn-v2-small", "--threads", "1", "--run-dir", str(tmp_path / "two"),
+              *tiny_cli_args(*OVERRIDES)]
     proc = subprocess.run(launch, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 process(es)" in proc.stdout
-
-    def losses(run):
-        return [r["train/loss"] for r in read_jsonl(run / "metrics.jsonl") if "train/loss" in r]
-
-    assert len(losses(tmp_path / "one")) == 5
-    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
-    one, two = (load_model(tmp_path / run / "model.safetensors").state_dict() for run in ("one", "two"))
-    for k, v in one.items():
+    losses = [r["train/loss"] for r in read_jsonl(tmp_path / "two" / "metrics.jsonl") if "train/loss" in r]
+    assert len(losses) == 5 and losses == pytest.approx(expected.losses, rel=1e-5)
+    two = load_model(tmp_path / "two" / "model.safetensors").state_dict()
+    for k, v in single.model.state_dict().items():
         torch.testing.assert_close(two[k], v, rtol=1e-4, atol=1e-6)

@@ -50,3 +50,20 @@ def test_tensorboard_writer_writes_events(tmp_path):
     w.write(3, {"train/loss": 0.5}, {"eval/samples": np.zeros((8, 8, 3), np.uint8)})
     w.close()
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+
+
+def test_learning_curves_of_a_run(tmp_path):
+    from mbvc.training.curves import write_curves
+
+    w = JSONLinesWriter(tmp_path / "metrics.jsonl")
+    for step in (10, 20):
+        w.write(step, {"train/loss": 1.0 / step, "train/mse": 0.5 / step, "time/elapsed_s": 3.0 * step}, {})
+        w.write(step, {f"{p}/{m}": float(step + i) for i, p in enumerate(("eval", "eval_copy_last", "eval_mean_frame"))
+                       for m in ("mse", "mae", "psnr", "ssim")}, {})
+    w.close()
+    paths = write_curves(tmp_path, tmp_path / "curves", extra={"command": "mbvc train ..."})
+    data = __import__("json").loads(paths["json"].read_text())
+    assert data["command"] == "mbvc train ..." and [v["iteration"] for v in data["validations"]] == [10, 20]
+    assert data["validations"][1]["elapsed_s"] == 60.0 and data["validations"][1]["copy_last"]["mse"] == 21.0
+    assert len(data["train"]) == 2 and "| 20 | 1.0 | 20.0 | 21.0 | 22.0 |" in paths["md"].read_text()
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 
 import numpy as np
@@ -33,8 +34,8 @@ def test_training_loss_falls_on_tiny_moving_mnist(tmp_path):
 
 
 def test_killed_run_resumes_to_identical_weights(tmp_path, monkeypatch):
-    over = ("train.iterations=6", "data.train_size=8", "train.checkpoint_interval=2",  # 3 epochs "train.reverse_input=true",
-            "train.lr_schedule=cosine", "train.warmup_iters=2", "train.grad_clip=0.5",
+    over = ("train.iterations=6", "data.train_size=8", "train.checkpoint_interval=2",  # 3 epochs
+            "train.reverse_input=true", "train.lr_schedule=cosine", "train.warmup_iters=2", "train.grad_clip=0.5",
             "train.eval_interval=3")
     cfg = tiny_config(*over)
     full = build_trainer(cfg, prepare_run_dir(tmp_path / "full", cfg, resume=False))
@@ -139,3 +140,94 @@ def test_resume_refuses_another_model(tmp_path):
     other = tiny_config("train.iterations=4", "model.num_hidden=[8,8]")
     with pytest.raises(CheckpointError, match="another model.*num_hidden"):
         build_trainer(other, run, resume=True).fit(resume=True)
+
+
+def test_non_finite_weights_are_never_checkpointed(tmp_path):
+    # A finite loss followed by an update that leaves NaN weights (no clipping to catch it):
+    # the checkpoint due at that iteration must not be written.
+    cfg = tiny_config("train.iterations=8", "train.checkpoint_interval=2", "train.grad_clip=0")
+    run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
+    trainer = build_trainer(cfg, run)
+
+    def poison(optimizer, args, kwargs):
+        if trainer.iteration == 4:
+            with torch.no_grad():
+                next(trainer.model.parameters()).fill_(float("nan"))
+
+    trainer.optimizer.register_step_post_hook(poison)
+    with pytest.raises(TrainingDivergedError, match=r"iteration 4: non-finite weights.*ckpt-00000002\.pt"):
+        trainer.fit()
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["ckpt-00000002.pt"]
+
+
+class _LongActionClips(torch.utils.data.Dataset):
+    """30-frame clips with actions, like BAIR's test sequences."""
+
+    def __init__(self, n: int, length: int = 30) -> None:
+        self.n, self.length = n, length
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(i)
+        return {"frames": torch.rand(self.length, 3, 32, 32, generator=g),
+                "actions": torch.rand(self.length, 4, generator=g)}
+
+
+@pytest.mark.parametrize("preset", ["bair-predrnn-small", "bair-predrnn-v2-small"])
+def test_bair_validates_2_to_28_whatever_the_training_length(tmp_path, preset):
+    cfg = tiny_config("model.input_length=2", "model.total_length=4", "eval.horizon=28",
+                      "train.iterations=2", "train.eval_interval=2", preset=preset)
+    assert (cfg.eval.context, cfg.eval.horizon, cfg.model.total_length) == (2, 28, 4)
+    from mbvc.models import build_model
+    from mbvc.training import Trainer
+
+    model = build_model(cfg.model.replace(img_width=32, img_height=32))
+    trainer = Trainer(model, cfg.train, _LongActionClips(8), tmp_path, val_set=_LongActionClips(4),
+                      eval_settings=cfg.eval)
+    result = trainer.fit()
+    assert math.isfinite(result.last_eval["eval/mse"]) and "eval_copy_last/mse" in result.last_eval
+    from mbvc.evaluation import evaluate
+
+    scored = evaluate(trainer.model, trainer.val_loader, cfg.eval.eval_config())
+    assert scored.num_sequences == 4 and len(scored.per_frame["model"]["mse"]) == 28
+
+
+def _tb_events(folder):
+    """(scalar tags, image tags) of the TensorBoard event files under ``folder`` (TFRecord framing read directly)."""
+    import struct
+
+    from tensorboard.compat.proto import event_pb2
+
+    scalars, images = set(), set()
+    for path in folder.rglob("events.out.tfevents*"):
+        data, pos = path.read_bytes(), 0
+        while pos + 12 <= len(data):
+            (length,) = struct.unpack("<Q", data[pos: pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12: pos + 12 + length])
+            pos += 12 + length + 4
+            for value in event.summary.value:
+                (images if value.HasField("image") else scalars).add(value.tag)
+    return scalars, images
+
+
+def test_tensorboard_gets_scalars_and_sample_strips(tmp_path):
+    cfg = tiny_config("train.iterations=2", "train.eval_interval=2", "train.tensorboard=true")
+    run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
+    trainer = build_trainer(cfg, run)
+    trainer.fit()
+    trainer.logger.close()
+    scalars, images = _tb_events(run / "tb")
+    assert {"train/loss", "train/mse", "train/decouple", "train/lr", "time/it_per_s", "eval/mse", "eval/ssim",
+            "eval_copy_last/mse", "eval_mean_frame/mse"} <= scalars
+    assert images == {"eval/samples"}
+
+
+def test_progress_bar_shows_loss_parts_speed_and_eta(tmp_path, capsys):
+    cfg = tiny_config("train.iterations=3", "train.progress=true")
+    build_trainer(cfg, prepare_run_dir(tmp_path / "run", cfg, resume=False)).fit()
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    # e.g. "train: 100%|####| 3/3 [00:00<00:00, 9.1it/s, loss=0.07, mse=0.07, dec=0.002]"
+    assert "3/3" in bar and "<" in bar and ("it/s" in bar or "s/it" in bar), bar
+    assert all(f"{part}=" in bar for part in ("loss", "mse", "dec")), bar

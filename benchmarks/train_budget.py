@@ -1,0 +1,298 @@
+"""Train a preset for a fixed wall-clock budget on this machine and record quality against time.
+
+The CPU "reach past the reference" run: PredRNN-V2 (``mnist-predrnn-v2-small``) on Moving MNIST
+generated from the packaged digits, trained for ``--budget-min`` minutes of *training* time
+(evaluations are timed separately and do not eat into the budget). At ``--evals`` points spread
+over the budget, and at iteration 0, the model is scored on a fixed, seeded test set
+(``--test-size`` sequences, ``context -> horizon`` from the preset's eval section, 10 -> 10 for
+Moving MNIST): MSE / MAE (summed per frame), PSNR, SSIM, and LPIPS when its weights are
+present (else its unavailability and the reason are recorded), next to the copy-last-frame and
+mean-frame baselines on the same sequences.
+
+The learning rate follows the preset's warm-up, then a cosine decay over the *time* budget
+(the iteration count a budget buys is unknown in advance on a shared machine), ending at
+``lr * min_lr_ratio``. Everything else (curriculum, clipping, optimiser) is the preset's.
+
+Writes ``<out>.json`` (every figure, the config, the command and machine info: CPU count,
+load average, torch threads), ``<out>.md`` (tables) and ``<out>.png`` (curves), and the trained
+model in ``--run-dir`` (``model.safetensors``, usable by ``mbvc test`` / ``mbvc predict``).
+
+Usage:
+    nohup python benchmarks/train_budget.py --threads 1 > train_budget.log 2>&1 &   # 20 min
+    python benchmarks/train_budget.py --budget-min 2 --evals 2 --test-size 64 --out /tmp/trial
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import logging
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mbvc.io import atomic_write, write_json
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METRICS = ("mse", "mae", "psnr", "ssim", "lpips")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="mnist-predrnn-v2-small")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="preset override (repeatable), e.g. train.batch_size=4")
+    p.add_argument("--budget-min", type=float, default=20.0, help="training wall-clock budget, minutes")
+    p.add_argument("--evals", type=int, default=8, help="evaluations spread evenly over the budget (plus one at 0)")
+    p.add_argument("--test-size", type=int, default=256, help="fixed, seeded test sequences")
+    p.add_argument("--test-seed", type=int, default=1234, help="seed of the generated test set")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--run-dir", type=Path, help="where the model goes (default runs/train-budget-<time>)")
+    p.add_argument("--out", type=Path, default=RESULTS / "train_budget_cpu",
+                   help="output stem: <out>.json, <out>.md, <out>.png")
+    return p.parse_args(argv)
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """What the figures depend on: CPUs, their load, torch's threads."""
+    model = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+        "cpu_model": model, "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "threads_requested": threads,
+        "load_average_start": list(os.getloadavg()),
+    }
+
+
+def time_cosine(cfg: Any, budget_s: float, clock: dict[str, float]):  # noqa: ANN201 - a LambdaLR function
+    """LambdaLR factor: the preset's linear warm-up, then cosine over the training-time budget."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_iters:
+            return (step + 1) / cfg.warmup_iters
+        progress = min(1.0, clock["train_s"] / budget_s)
+        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def score(result: Any) -> dict[str, dict[str, float | None]]:
+    """Per-method means over future frames (None when a metric is absent)."""
+    out = {}
+    for method, metrics in result.per_frame.items():
+        out[method] = {m: (result.mean(method, m) if m in metrics else None) for m in METRICS}
+    return out
+
+
+def plot(curve: list[dict[str, Any]], baselines: dict[str, dict[str, Any]], path: Path) -> None:
+    """MSE and SSIM of the model against training minutes, baselines as horizontal lines."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+    minutes = [p["train_s"] / 60 for p in curve]
+    iters = [p["iteration"] for p in curve]
+    for ax, metric, label in zip(axes, ("mse", "ssim", "psnr"), ("MSE / frame (lower is better)",
+                                                                 "SSIM (higher is better)", "PSNR dB")):
+        ax.plot(minutes, [p["model"][metric] for p in curve], "-o", markersize=3, label="PredRNN-V2 small")
+        for name, style in (("copy_last", "--"), ("mean_frame", ":")):
+            ax.axhline(baselines[name][metric], linestyle=style, color="grey" if name == "copy_last" else "k",
+                       label=name.replace("_", "-"))
+        ax.set_xlabel("training minutes")
+        ax.set_title(label, fontsize="medium")
+        ax.grid(alpha=0.3)
+        if len(iters) > 1 and minutes[-1] > 0:
+            top = ax.secondary_xaxis("top", functions=(lambda m: np.interp(m, minutes, iters),
+                                                        lambda i: np.interp(i, iters, minutes)))
+            top.set_xlabel("iterations", fontsize="small")
+    axes[0].legend(fontsize="small")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    with atomic_write(path, "wb") as f:
+        f.write(buf.getvalue())
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables."""
+    b, m, fin = report["baselines"], report["machine"], report["final"]
+    lp = report["lpips"]
+    lines = [
+        f"# Training for a {report['budget_min']:g}-minute CPU budget: {report['preset']}",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        f"Model: {report['model_summary']}; {report['parameters']:,} parameters. "
+        f"Test set: {report['test_size']} generated Moving MNIST sequences (seed {report['test_seed']}), "
+        f"{report['context']} -> {report['horizon']} frames; figures are means over future frames "
+        "(MSE/MAE summed per frame, [0, 1] scale).",
+        "",
+        f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable CPUs of {m['cpu_count']}, torch threads "
+        f"{m['torch_threads']}, load average {m['load_average_start'][0]:.2f} at start, "
+        f"{m['load_average_end'][0]:.2f} at end (the machine was shared).",
+        "",
+        "| iteration | train min | wall min | train loss | MSE ↓ | MAE ↓ | PSNR ↑ | SSIM ↑ | LPIPS ↓ |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def f(x: float | None, d: int = 2) -> str:
+        return "n/a" if x is None else f"{x:.{d}f}"
+
+    for p in report["curve"]:
+        s = p["model"]
+        lines.append(f"| {p['iteration']} | {p['train_s'] / 60:.1f} | {p['wall_s'] / 60:.1f} | "
+                     f"{f(p['train_loss'], 4)} | {f(s['mse'])} | {f(s['mae'])} | {f(s['psnr'])} | "
+                     f"{f(s['ssim'], 4)} | {f(s['lpips'], 4)} |")
+    for name in ("copy_last", "mean_frame"):
+        s = b[name]
+        lines.append(f"| {name.replace('_', '-')} baseline | | | | {f(s['mse'])} | {f(s['mae'])} | "
+                     f"{f(s['psnr'])} | {f(s['ssim'], 4)} | {f(s['lpips'], 4)} |")
+    lines += [
+        "",
+        f"Final (iteration {fin['iteration']}, {fin['train_s'] / 60:.1f} training minutes, "
+        f"{fin['it_per_s']:.2f} it/s): MSE {fin['model']['mse']:.2f} = "
+        f"{100 * report['mse_vs_copy_last']:.0f}% of copy-last-frame and "
+        f"{100 * report['mse_vs_mean_frame']:.0f}% of mean-frame; "
+        f"SSIM {fin['model']['ssim']:.4f} vs {b['copy_last']['ssim']:.4f} (copy-last).",
+        "",
+        *(["Iteration 0 is the untrained model (near-black output). On Moving MNIST copy-last-frame pays "
+            "for each moved digit twice (where it was and where it is), so mean-frame and iteration 0 are the "
+            "fairer MSE yardsticks; SSIM punishes a blurry prediction's faint background haze.", ""]
+          if "mnist" in report["preset"] else []),
+        f"LPIPS: {'computed' if lp['available'] else 'unavailable'}"
+        + ("" if lp["available"] else f" ({lp['reason']})") + ".",
+        "",
+        f"Evaluation time (not in the budget): {report['eval_s'] / 60:.1f} min over {len(report['curve'])} evaluations.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    torch.set_num_threads(args.threads)
+    from torch.utils.data import DataLoader
+
+    from mbvc.config import load_run_config
+    from mbvc.data import build_dataset
+    from mbvc.evaluation import evaluate, resolve_lpips
+    from mbvc.models import save_model
+    from mbvc.training.setup import build_trainer, prepare_run_dir
+
+    machine = machine_info(args.threads)
+    overrides = [*args.overrides, f"train.device={args.device}", "train.progress=false",
+                 # the clock stops the run, not an iteration count (the LR schedule follows the clock too)
+                 "train.tensorboard=false", "train.iterations=100000000",
+                 "train.checkpoint_interval=100000000"]
+    cfg = load_run_config(args.preset, overrides)
+    run_dir = args.run_dir or Path("runs") / f"train-budget-{time.strftime('%Y%m%d-%H%M%S')}"
+    prepare_run_dir(run_dir, cfg, resume=False)
+    train_set = build_dataset(cfg.data_for("train"), "train")
+    # Test digits come from a pool disjoint from the training digits; the seed fixes the set.
+    test_cfg = dataclasses.replace(cfg.data_for("test"), test_size=args.test_size, seed=args.test_seed)
+    test_set = build_dataset(test_cfg, "test")
+    loader = DataLoader(test_set, batch_size=cfg.eval.batch_size, shuffle=False)
+    trainer = build_trainer(cfg, run_dir, datasets=(train_set, None))
+    trainer.logger.writers = [w for w in trainer.logger.writers if type(w).__name__ != "LoggingWriter"]
+    device = trainer.device
+    eval_cfg = cfg.eval.eval_config()
+    lpips_module, lpips_status = resolve_lpips(eval_cfg, device)
+    eval_cfg = cfg.eval.eval_config(lpips=lpips_status.available)
+
+    budget_s = args.budget_min * 60
+    clock = {"train_s": 0.0}
+    trainer.scheduler.lr_lambdas = [time_cosine(cfg.train, budget_s, clock)]
+    marks = [budget_s * (i + 1) / args.evals for i in range(args.evals)]
+    curve: list[dict[str, Any]] = []
+    baselines: dict[str, Any] = {}
+    eval_s, losses, start = 0.0, [], time.monotonic()
+
+    def checkpoint() -> None:
+        nonlocal eval_s, losses
+        t0 = time.monotonic()
+        result = evaluate(trainer.model, loader, eval_cfg, device=device, lpips_module=lpips_module)
+        eval_s += time.monotonic() - t0
+        scores = score(result)
+        baselines.update({k: v for k, v in scores.items() if k != "model"})
+        point = {"iteration": trainer.iteration, "train_s": clock["train_s"],
+                 "wall_s": time.monotonic() - start, "eval_s": time.monotonic() - t0,
+                 "lr": trainer.scheduler.get_last_lr()[0],
+                 "train_loss": sum(losses) / len(losses) if losses else None,
+                 "load_average": os.getloadavg()[0], "model": scores["model"],
+                 "per_frame_mse": result.per_frame["model"]["mse"]}
+        curve.append(point)
+        losses = []
+        s = scores["model"]
+        print(f"[{point['wall_s'] / 60:5.1f} min wall, {clock['train_s'] / 60:5.1f} train] it {trainer.iteration:5d} "
+              f"loss {point['train_loss'] or float('nan'):.4f} | MSE {s['mse']:.2f} SSIM {s['ssim']:.4f} "
+              f"PSNR {s['psnr']:.2f} | copy-last MSE {baselines['copy_last']['mse']:.2f} "
+              f"mean-frame MSE {baselines['mean_frame']['mse']:.2f} | load {point['load_average']:.2f}", flush=True)
+
+    checkpoint()
+    while clock["train_s"] < budget_s:
+        t0 = time.monotonic()
+        loss, _, _ = trainer.step()
+        clock["train_s"] += time.monotonic() - t0
+        losses.append(loss)
+        if marks and clock["train_s"] >= marks[0]:
+            while marks and clock["train_s"] >= marks[0]:
+                marks.pop(0)
+            checkpoint()
+    if curve[-1]["iteration"] != trainer.iteration:
+        checkpoint()
+    model_path = save_model(trainer.model, run_dir / "model.safetensors",
+                            {"iteration": trainer.iteration, "run_config": cfg.to_yaml()})
+    trainer.logger.close()
+
+    machine["load_average_end"] = list(os.getloadavg())
+    final = dict(curve[-1])
+    final["it_per_s"] = trainer.iteration / max(clock["train_s"], 1e-9)
+    mcfg = cfg.model
+    report = {
+        "benchmark": "train_budget",
+        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+        "preset": args.preset, "overrides": args.overrides, "budget_min": args.budget_min,
+        "model_summary": (f"{mcfg.name} hidden {list(mcfg.num_hidden)}, filter {mcfg.filter_size}, patch "
+                          f"{mcfg.patch_size}, {mcfg.img_width}x{mcfg.img_height}, trained {mcfg.input_length} -> "
+                          f"{mcfg.total_length}, batch {cfg.train.batch_size}, lr {cfg.train.lr}"),
+        "parameters": sum(p.numel() for p in trainer.model.parameters()),
+        "test_size": args.test_size, "test_seed": args.test_seed,
+        "context": eval_cfg.context, "horizon": eval_cfg.horizon,
+        "lpips": {"available": lpips_status.available, "reason": lpips_status.reason,
+                  "convention": lpips_status.convention},
+        "machine": machine, "eval_s": eval_s, "wall_s": time.monotonic() - start,
+        "curve": curve, "final": final, "baselines": baselines,
+        "mse_vs_copy_last": final["model"]["mse"] / baselines["copy_last"]["mse"],
+        "mse_vs_mean_frame": final["model"]["mse"] / baselines["mean_frame"]["mse"],
+        "model_path": str(model_path), "config": cfg.to_dict(),
+    }
+    out = args.out
+    write_json(out.with_suffix(".json"), report)
+    with atomic_write(out.with_suffix(".md"), "w") as f:
+        f.write(markdown(report))
+    plot(curve, baselines, out.with_suffix(".png"))
+    print(f"final MSE {final['model']['mse']:.2f} ({100 * report['mse_vs_copy_last']:.0f}% of copy-last-frame); "
+          f"wrote {out.with_suffix('.json')}, .md, .png; model {model_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
