@@ -156,15 +156,23 @@ class ActionSpatioTemporalCell(nn.Module):
         h: torch.Tensor | None,
         c: torch.Tensor | None,
         m: torch.Tensor | None,
-        a: torch.Tensor,
+        a: torch.Tensor | None = None,
+        action_term: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One step. ``x``: (B, Cin, h, w); ``a``: (B, Ca, h, w); states (B, H, h, w) or None.
+
+        ``action_term`` is ``conv_a(a)`` computed by the caller (see
+        :meth:`mbvc.models.PredRNN.action_basis`); when given, ``a`` is not used.
 
         Returns:
             ``(h_new, c_new, m_new, delta_c, delta_m)``, each (B, H, h, w).
         """
+        if action_term is None:
+            if a is None:
+                raise ValueError("ActionSpatioTemporalCell needs the encoded action a or its action_term")
+            action_term = self.conv_a(a)
         ix, fx, gx, ipx, fpx, gpx, ox = self.conv_x(x).chunk(7, dim=1)
-        ih, fh, gh, oh = (self._conv_state(self.conv_h, h, x) * self.conv_a(a)).chunk(4, dim=1)
+        ih, fh, gh, oh = (self._conv_state(self.conv_h, h, x) * action_term).chunk(4, dim=1)
         im, fm, gm = self._conv_state(self.conv_m, m, x).chunk(3, dim=1)
         gates_c = (ix + ih, fx + fh, gx + gh)
         gates_m = (ipx + im, fpx + fm, gpx + gm)

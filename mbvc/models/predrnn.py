@@ -117,31 +117,74 @@ class PredRNN(nn.Module):
             self.adapter = nn.Conv2d(hid, hid, 1, bias=False)
 
     # ------------------------------------------------------------------ one step
+    def action_basis(self, size: tuple[int, int]) -> torch.Tensor | None:
+        """``conv_a`` of the encoded unit actions, for every layer: (A, L, 4H, h, w).
+
+        The action path (action planes -> optional strided encoder -> ``conv_a``) is linear
+        in the action vector up to ``conv_a``'s bias, so ``conv_a(enc(a)) = a @ basis + bias``
+        exactly (up to float rounding). One small batch of A unit actions per call replaces
+        an ``H -> 4H`` convolution per layer and step, as costly as ``conv_h``. Returns None
+        where the path is not linear (layer norm) or the model takes no actions.
+
+        Args:
+            size: spatial size (h, w) of the patched frames.
+        """
+        cfg = self.config
+        if not cfg.is_action or cfg.layer_norm:
+            return None
+        weight = self.cell_list[0].conv_a[0].weight
+        eye = torch.eye(cfg.num_action_ch, device=weight.device, dtype=weight.dtype)
+        enc = eye[:, :, None, None].expand(-1, -1, *size)
+        if cfg.conv_on_input:
+            enc = self.action_conv_input2(self.action_conv_input1(enc))
+        maps = [F.conv2d(enc, cell.conv_a[0].weight, None, padding=cell.conv_a[0].padding) for cell in self.cell_list]
+        return torch.stack(maps, dim=1)
+
+    def _action_terms(self, action: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+        """Per layer ``conv_a(enc(action))`` from the basis: (B, L, 4H, h, w) in one matmul."""
+        terms = (action @ basis.flatten(1)).view(action.shape[0], *basis.shape[1:])
+        bias = torch.stack([cell.conv_a[0].bias for cell in self.cell_list])
+        return terms + bias[None, :, :, None, None]
+
     def _step(
-        self, frame: torch.Tensor, action: torch.Tensor | None, h: States, c: States, m: torch.Tensor | None
+        self,
+        frame: torch.Tensor,
+        action: torch.Tensor | None,
+        h: States,
+        c: States,
+        m: torch.Tensor | None,
+        basis: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, States, States, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Advance every layer by one step from a patched frame (B, pC, h, w) and an action (B, A)."""
+        """Advance every layer by one step from a patched frame (B, pC, h, w) and an action (B, A).
+
+        ``basis`` is :meth:`action_basis` for this frame size (computed once per sequence).
+        """
         cfg = self.config
         skips = None
-        enc_action = None
+        enc_action = terms = None
         if cfg.is_action:
             planes = action[:, :, None, None].expand(-1, -1, *frame.shape[-2:])
             if cfg.conv_on_input:
                 e1 = self.conv_input1(frame)
                 net = self.conv_input2(e1)
                 skips = (e1, net, frame.shape[-2:])
-                enc_action = self.action_conv_input2(self.action_conv_input1(planes))
             else:
                 net = torch.cat((frame, planes), dim=1)
+            if basis is not None:
+                terms = self._action_terms(action, basis)
+            elif cfg.conv_on_input:
+                enc_action = self.action_conv_input2(self.action_conv_input1(planes))
+            else:
                 enc_action = planes
         else:
             net = frame
         new_h, new_c, deltas = [], [], []
         for layer, cell in enumerate(self.cell_list):
-            if enc_action is None:
+            if not cfg.is_action:
                 hl, cl, m, dc, dm = cell(net, h[layer], c[layer], m)
             else:
-                hl, cl, m, dc, dm = cell(net, h[layer], c[layer], m, enc_action)
+                term = None if terms is None else terms[:, layer]
+                hl, cl, m, dc, dm = cell(net, h[layer], c[layer], m, enc_action, action_term=term)
             new_h.append(hl)
             new_c.append(cl)
             deltas.append((dc, dm))
@@ -197,11 +240,12 @@ class PredRNN(nn.Module):
         h, c, m = self._zero_states()
         preds, increments = [], []
         x_gen = x[:, 0]
+        basis = self.action_basis(x.shape[-2:])
         for t in range(total - 1):
             j = t - 1 if cfg.reverse_input_rule else t - cfg.input_length
             net = x[:, t] if j < 0 else mask[:, j] * x[:, t] + (1 - mask[:, j]) * x_gen
             a_t = None if actions is None else actions[:, t]
-            x_gen, h, c, m, deltas = self._step(net, a_t, h, c, m)
+            x_gen, h, c, m, deltas = self._step(net, a_t, h, c, m, basis)
             preds.append(x_gen)
             increments.extend(deltas)
         pred = torch.stack(preds, dim=1)
@@ -243,8 +287,9 @@ class PredRNN(nn.Module):
         actions = self._check_actions(actions, batch, k - 1, allow_empty=True)
         x = patchify(context, self.config.patch_size)
         h, c, m = self._zero_states()
+        basis = self.action_basis(x.shape[-2:]) if k > 1 else None
         for t in range(k - 1):
-            _, h, c, m, _ = self._step(x[:, t], None if actions is None else actions[:, t], h, c, m)
+            _, h, c, m, _ = self._step(x[:, t], None if actions is None else actions[:, t], h, c, m, basis)
         return RecurrentState(h, c, m, x[:, k - 1])
 
     def rollout(self, state: RecurrentState, n_future: int, actions: torch.Tensor | None = None) -> torch.Tensor:
@@ -265,8 +310,9 @@ class PredRNN(nn.Module):
         actions = self._check_actions(actions, n, n_future)
         h, c, m, frame = state.expand(n)
         preds = []
+        basis = self.action_basis(frame.shape[-2:])
         for t in range(n_future):
-            frame, h, c, m, _ = self._step(frame, None if actions is None else actions[:, t], h, c, m)
+            frame, h, c, m, _ = self._step(frame, None if actions is None else actions[:, t], h, c, m, basis)
             preds.append(frame)
         return unpatchify(torch.stack(preds, dim=1), self.config.patch_size)
 
