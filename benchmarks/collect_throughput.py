@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import envs  # noqa: E402,F401  (first: headless GL default before MuJoCo loads)
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.machine import machine_info  # noqa: E402
 from envs._gl import mesa_software_gl  # noqa: E402
 from envs.collect import CollectConfig, collect, make_env  # noqa: E402
 from mbvc.io import atomic_write, write_json  # noqa: E402
@@ -57,17 +57,7 @@ def machine() -> dict:
     """CPU model and counts, OpenGL backend and library versions."""
     import mujoco
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "usable_cpus": usable, "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "mujoco": mujoco.__version__,
+    return {**machine_info(), "numpy": np.__version__, "mujoco": mujoco.__version__,
             "gymnasium": gym.__version__, "mujoco_gl": os.environ.get("MUJOCO_GL", ""),
             "software_gl": mesa_software_gl()}
 
@@ -173,7 +163,7 @@ def markdown(r: dict) -> str:
         "there, more processes also win a larger share of the CPU, so the wall-clock ratio can exceed "
         "what idle cores would give. Frames per CPU second (this process plus its workers, all "
         "threads) measure the work per frame: vectorising spreads that work over processes, it does not reduce it.\n\n"
-        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs ({m['usable_cpus']} usable), {m['platform']}; "
+        f"Machine: {m['cpu']}, {m['cpu_count']} logical CPUs ({m['cpus_usable']} usable), {m['platform']}; "
         f"Python {m['python']}, numpy {m['numpy']}, mujoco {m['mujoco']}, gymnasium {m['gymnasium']}.\n\n"
         f"Command: `{r['command'].strip()}`\n"
     )

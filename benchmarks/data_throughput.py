@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mbvc.data.bair import BAIRDataset, convert_bair  # noqa: E402
 from mbvc.data.example_proto import Example, encode_example  # noqa: E402
 from mbvc.data.tfrecord_io import iter_records, write_records  # noqa: E402
+from benchmarks.machine import machine_info  # noqa: E402
 from mbvc.io import atomic_write, write_json  # noqa: E402
 
 logger = logging.getLogger("data_throughput")
@@ -103,17 +103,7 @@ def bench_mbvc(cache: Path, samples: int, seq_len: int, seed: int, uint8: bool =
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "torch_threads": torch.get_num_threads()}
+    return {**machine_info(), "numpy": np.__version__}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +177,7 @@ def markdown(r: dict) -> str:
         f"Target: >= 100x. One-time conversion of the files: {r['one_time_conversion_s']} s. "
         f"Load average during the run: {r['load_average']} (a shared machine: wall-clock rates "
         "vary with other jobs; CPU-time rates are steadier).\n\n"
-        f"Machine: {m['cpu']}, {m['logical_cpus']} logical CPUs, {m['platform']}; Python {m['python']}, "
+        f"Machine: {m['cpu']}, {m['cpu_count']} logical CPUs, {m['platform']}; Python {m['python']}, "
         f"torch {m['torch']}, numpy {m['numpy']}.\n\n"
         "Command: `python benchmarks/data_throughput.py`\n"
     )

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -34,8 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from mbvc.io import atomic_write, write_json
-from mbvc.metrics import pixel_metrics
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import machine_info  # noqa: E402
+from mbvc.io import atomic_write, write_json  # noqa: E402
+from mbvc.metrics import pixel_metrics  # noqa: E402
 
 log = logging.getLogger("eval_throughput")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -98,24 +99,9 @@ def best_time(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> 
 
 def machine(device: torch.device) -> dict[str, Any]:
     """A description of where the benchmark ran."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import skimage
 
-    info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": np.__version__, "scikit-image": skimage.__version__, "device": str(device),
-            # Other jobs on a shared machine slow both sides, torch's threads the most.
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
+    return {**machine_info(device), "numpy": np.__version__, "scikit-image": skimage.__version__}
 
 
 def run_case(name: str, sequences: int, batch: int, repeats: int, device: torch.device, seed: int) -> dict[str, Any]:
@@ -153,8 +139,8 @@ def write_results(entries: dict[str, Any], out_dir: Path) -> None:
     for entry in entries.values():
         m = entry["machine"]
         where = m.get("gpu", m["cpu"]) + f" ({m['device']}, {m['torch_threads']} torch threads"
-        if m.get("load_average_1min") is not None:
-            where += f", load {m['load_average_1min']:.1f} on {m['logical_cpus']} CPUs"
+        if m.get("load_average") is not None:
+            where += f", load {m['load_average'][0]:.1f} on {m['cpu_count']} CPUs"
         where += ")"
         for r in entry["results"]:
             shape = "x".join(map(str, r["frame_shape"]))

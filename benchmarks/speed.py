@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.machine import machine_info  # noqa: E402
 from benchmarks.reference_style import RefRNN, RefTrainer, np_rss_mask, np_ss_mask  # noqa: E402
 from mbvc.config import model_config_from_preset  # noqa: E402
 from mbvc.io import write_json  # noqa: E402
@@ -39,15 +39,9 @@ BATCH = {"mnist": 8, "kth": 4, "bair": 16}
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    """One line: CPU (or GPU), cores, torch threads, torch version."""
+    m = machine_info()
+    desc = f"{m['cpu']}, {m['cpu_count']} cores, {m['torch_threads']} torch threads, torch {m['torch']}"
     if torch.cuda.is_available():
         desc += f", {torch.cuda.get_device_name()}"
     return desc

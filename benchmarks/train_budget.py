@@ -29,7 +29,6 @@ import io
 import logging
 import math
 import os
-import platform
 import shlex
 import sys
 import time
@@ -38,7 +37,10 @@ from typing import Any
 
 import torch
 
-from mbvc.io import atomic_write, write_json
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.machine import machine_info  # noqa: E402
+from mbvc.io import atomic_write, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRICS = ("mse", "mae", "psnr", "ssim", "lpips")
@@ -61,23 +63,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def machine_info(threads: int) -> dict[str, Any]:
+def budget_machine(threads: int) -> dict[str, Any]:
     """What the figures depend on: CPUs, their load, torch's threads."""
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-        "cpu_model": model, "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "threads_requested": threads,
-        "load_average_start": list(os.getloadavg()),
-    }
+    info = machine_info()
+    return {**info, "threads_requested": threads, "load_average_start": info["load_average"]}
 
 
 def time_cosine(cfg: Any, budget_s: float, clock: dict[str, float]):  # noqa: ANN201 - a LambdaLR function
@@ -143,7 +132,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['context']} -> {report['horizon']} frames; figures are means over future frames "
         "(MSE/MAE summed per frame, [0, 1] scale).",
         "",
-        f"Machine: {m['cpu_model']}, {m['cpus_usable']} usable CPUs of {m['cpu_count']}, torch threads "
+        f"Machine: {m['cpu']}, {m['cpus_usable']} usable CPUs of {m['cpu_count']}, torch threads "
         f"{m['torch_threads']}, load average {m['load_average_start'][0]:.2f} at start, "
         f"{m['load_average_end'][0]:.2f} at end (the machine was shared).",
         "",
@@ -197,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     from mbvc.models import save_model
     from mbvc.training.setup import build_trainer, prepare_run_dir
 
-    machine = machine_info(args.threads)
+    machine = budget_machine(args.threads)
     overrides = [*args.overrides, f"train.device={args.device}", "train.progress=false",
                  # the clock stops the run, not an iteration count (the LR schedule follows the clock too)
                  "train.tensorboard=false", "train.iterations=100000000",
