@@ -90,6 +90,8 @@ class Trainer:
         self.cfg, self.info, self.run_dir = cfg, info, Path(run_dir)
         self.device = device or resolve_device(cfg.device, info)
         self.model = model.to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.mcfg = model.config
         self.config_yaml, self.logger = config_yaml, logger or Logger([])
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")

@@ -231,3 +231,13 @@ def test_progress_bar_shows_loss_parts_speed_and_eta(tmp_path, capsys):
     # e.g. "train: 100%|####| 3/3 [00:00<00:00, 9.1it/s, loss=0.07, mse=0.07, dec=0.002]"
     assert "3/3" in bar and "<" in bar and ("it/s" in bar or "s/it" in bar), bar
     assert all(f"{part}=" in bar for part in ("loss", "mse", "dec")), bar
+
+
+def test_channels_last_trains_to_the_same_losses(tmp_path):
+    over = ("train.iterations=3", "train.reverse_input=false")
+    plain = build_trainer(cfg := tiny_config(*over), prepare_run_dir(tmp_path / "a", cfg, resume=False)).fit()
+    cfg_cl = tiny_config(*over, "train.channels_last=true")
+    trainer = build_trainer(cfg_cl, prepare_run_dir(tmp_path / "b", cfg_cl, resume=False))
+    assert trainer.model.cell_list[0].conv_o.weight.is_contiguous(memory_format=torch.channels_last)
+    fast = trainer.fit()
+    np.testing.assert_allclose(fast.losses, plain.losses, rtol=1e-4)
