@@ -1,11 +1,16 @@
 """BAIR: genuine TFRecords written by TensorFlow in softmotion30_44k's schema, read back by mbvc.
 
-TensorFlow is a test-only dependency and slow to import, so every test that writes records with
-it lives in this module and imports it through one module-scoped fixture.
+TensorFlow is a test-only dependency; it runs in a subprocess (tests/data/tf_reference.py)
+because importing it into a process that already rendered with Mesa's OpenGL crashes.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,53 +20,34 @@ from mbvc.data.bair import BAIRDataset, bair_dataset, convert_bair, read_bair_fi
 from mbvc.data.rollouts import RolloutDataset, tfrecords_to_rollouts
 from mbvc.errors import DataError
 
-SIDE, STEPS = 16, 30
+from .tf_reference import SIDE, trajectory
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                                reason="tensorflow (a test dependency) is not installed")
+
+
+def run_tf(*tasks: dict) -> None:
+    """Run TensorFlow write/read tasks in a fresh process (see tf_reference.py)."""
+    script = Path(__file__).with_name("tf_reference.py")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, str(script), json.dumps(tasks)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
-def tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return pytest.importorskip("tensorflow")
-
-
-def trajectory(seed: int):
-    rng = np.random.default_rng(seed)
-    return {"aux": rng.integers(0, 256, (STEPS, SIDE, SIDE, 3), dtype=np.uint8),
-            "main": rng.integers(0, 256, (STEPS, SIDE, SIDE, 3), dtype=np.uint8),
-            "action": rng.standard_normal((STEPS, 4)).astype(np.float32),
-            "pos": rng.standard_normal((STEPS, 3)).astype(np.float32)}
-
-
-def write_tf(tf, path, seeds, drop_key=None):
-    """One tf.train.Example per trajectory, with BAIR's feature names."""
-    def bytes_feat(b):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[b]))
-
-    def float_feat(v):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=v.tolist()))
-
-    with tf.io.TFRecordWriter(str(path)) as writer:
-        for seed in seeds:
-            tr = trajectory(seed)
-            feats = {}
-            for t in range(STEPS):
-                feats[f"{t}/image_aux1/encoded"] = bytes_feat(tr["aux"][t].tobytes())
-                feats[f"{t}/image_main/encoded"] = bytes_feat(tr["main"][t].tobytes())
-                feats[f"{t}/action"] = float_feat(tr["action"][t])
-                feats[f"{t}/endeffector_pos"] = float_feat(tr["pos"][t])
-            feats.pop(drop_key, None)
-            writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
-
-
-@pytest.fixture(scope="module")
-def bair_root(tf, tmp_path_factory):
+def bair_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("softmotion30_44k")
+    tasks = []
     for split, groups in {"train": [[0, 1], [2, 3, 4]], "test": [[10, 11]]}.items():
         (root / split).mkdir()
-        start = groups[0][0]
         for seeds in groups:
-            write_tf(tf, root / split / f"traj_{seeds[0]}_to_{seeds[-1]}.tfrecords", seeds)
-            start += len(seeds)
+            tasks.append({"op": "write", "path": str(root / split / f"traj_{seeds[0]}_to_{seeds[-1]}.tfrecords"),
+                          "seeds": seeds})
+    # A record without one feature, for the error test (written here to start TensorFlow once).
+    (root / "broken").mkdir()
+    tasks.append({"op": "write", "path": str(root / "broken" / "x.tfrecords"), "seeds": [0],
+                  "drop_key": "7/image_aux1/encoded"})
+    run_tf(*tasks)
     return root
 
 
@@ -115,12 +101,12 @@ def test_truncated_file(bair_root, tmp_path):
         list(read_bair_file(bad, image_size=SIDE))
 
 
-def test_wrong_feature_key(tf, tmp_path):
-    write_tf(tf, tmp_path / "x.tfrecords", [0], drop_key="7/image_aux1/encoded")
+def test_wrong_feature_key(bair_root):
+    bad = bair_root / "broken" / "x.tfrecords"
     with pytest.raises(DataError, match=r"x.tfrecords record 0: feature '7/image_aux1/encoded' missing"):
-        list(read_bair_file(tmp_path / "x.tfrecords", image_size=SIDE))
+        list(read_bair_file(bad, image_size=SIDE))
     with pytest.raises(DataError, match="Did you mean"):
-        list(read_bair_file(tmp_path / "x.tfrecords", image_key="image_aux2", image_size=SIDE))
+        list(read_bair_file(bad, image_key="image_aux2", image_size=SIDE))
 
 
 def test_wrong_image_size(bair_root):
@@ -136,19 +122,16 @@ def test_empty_split(tmp_path):
         convert_bair(tmp_path, tmp_path / "cache", "test")
 
 
-def test_tensorflow_reads_mbvc_records(tf, tmp_path):
+def test_tensorflow_reads_mbvc_records(tmp_path):
     from mbvc.data.rollouts import RolloutWriter, rollouts_to_tfrecords
 
     tr = trajectory(5)
     with RolloutWriter(tmp_path / "r", {"env": "t"}) as w:
         w.add_episode(tr["aux"], tr["action"], tr["pos"])
     (path,) = rollouts_to_tfrecords(tmp_path / "r", tmp_path / "tf")
-    spec = {"3/image_main/encoded": tf.io.FixedLenFeature([], tf.string),
-            "3/action": tf.io.FixedLenFeature([4], tf.float32),
-            "3/endeffector_pos": tf.io.FixedLenFeature([3], tf.float32)}
-    (record,) = list(tf.data.TFRecordDataset(str(path)))
-    ex = tf.io.parse_single_example(record, spec)
-    frame = np.frombuffer(ex["3/image_main/encoded"].numpy(), np.uint8).reshape(SIDE, SIDE, 3)
-    np.testing.assert_array_equal(frame, tr["aux"][3])
-    np.testing.assert_array_equal(ex["3/action"].numpy(), tr["action"][3])
-    np.testing.assert_array_equal(ex["3/endeffector_pos"].numpy(), tr["pos"][3])
+    out = tmp_path / "parsed.npz"
+    run_tf({"op": "read", "path": str(path), "step": 3, "side": SIDE, "out": str(out)})
+    ex = np.load(out)
+    np.testing.assert_array_equal(ex["frame"], tr["aux"][3])
+    np.testing.assert_array_equal(ex["action"], tr["action"][3])
+    np.testing.assert_array_equal(ex["pos"], tr["pos"][3])
