@@ -161,7 +161,9 @@ def main() -> None:
               "command": "python " + " ".join(sys.argv), "results": rows}
     write_json(out, report)
     lines = [f"# Speed: mbvc vs reference-style implementation ({args.device})", "",
-             f"Machine: {report['machine']}. Date: {report['date']}. Command: `{report['command']}`.", "",
+             f"Machine: {report['machine']}. Date: {report['date']}. Command: `{report['command']}`. "
+             f"Load average at the end: {', '.join(f'{x:.2f}' for x in report['load_average_at_end'])} "
+             "(other jobs slow both sides alike: iterations are interleaved and the minimum is kept).", "",
              "| preset | batch | train ref it/s | train mbvc it/s | ratio | infer ref seq/s | infer mbvc seq/s | ratio |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
