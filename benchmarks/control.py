@@ -1,0 +1,324 @@
+"""Control benchmark: every agent on the same seeded push goals, and the planners' time per step.
+
+Agents (all on ``mbvc/Push-v0`` with the demo's held-out goals, ending on success):
+
+* ``random``: uniform actions; ``scripted``: the pushing controller on the true state (upper reference);
+* ``oracle_mpc``: CEM-family planning in a copy of the simulator, on the true state;
+* ``predrnn_v2_mpc`` / ``predrnn_mpc``: the same planner through an action-conditioned
+  PredRNN-V2 / PredRNN trained on the demo's rollouts, with the demo's image cost;
+* ``copy_last_mpc``: the same planner through copy-last-frame (no foresight: a lower reference);
+* ``sb3_<algo>_pixels`` / ``sb3_<algo>_state``: stable-baselines3 trained for as many environment
+  steps as the world models' data holds.
+
+The world models come from the demo's output folder (``--demo-dir``; the demo's collect and
+train stages run there first when they have not, and a finished demo is reused as is); PredRNN
+and the SB3 policies are trained once into ``--work-dir`` and reused on later runs.
+
+Planning time: per model, the mean time of one plan at the default planner settings (200
+candidates x 3 iterations, horizon 10) from real observations, on the planning device; with
+one plan per control step that is the time per step. Results go to
+``benchmarks/results/control_<device>.json`` and ``.md``, with the machine and its load.
+
+Usage:
+    python benchmarks/control.py --episodes 50                 # the full benchmark (hours on a busy CPU)
+    python benchmarks/control.py --episodes 50 --mpc-episodes 20 --threads 1
+    python benchmarks/control.py --quick                       # a smoke run: tiny everything
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from mbvc.io import atomic_write, write_json  # noqa: E402
+
+log = logging.getLogger("control")
+RESULTS = ROOT / "benchmarks" / "results"
+MPC_AGENTS = ("oracle_mpc", "predrnn_v2_mpc", "predrnn_mpc", "copy_last_mpc")
+AGENTS = ("random", "scripted", *MPC_AGENTS, "sb3_pixels", "sb3_state")
+#: The planner settings at which planning time is reported (the issue's defaults).
+TIMING = {"population": 200, "iterations": 3, "horizon": 10}
+#: SB3's default CNN needs frames of at least 36 pixels: pixel policies see 64x64 frames.
+SB3_PIXELS = 64
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--demo-dir", type=Path, default=Path("runs/demo"), help="the demo's output folder (reused)")
+    p.add_argument("--work-dir", type=Path, default=Path("runs/control"), help="PredRNN and SB3 runs (reused)")
+    p.add_argument("--episodes", type=int, default=50, help="seeded goals for every agent (default %(default)s)")
+    p.add_argument("--mpc-episodes", type=int, help="goals for the learnt-model and oracle MPC agents "
+                   "(default: --episodes; they are the slow ones)")
+    p.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of " + ", ".join(AGENTS))
+    p.add_argument("--sb3-algo", default="ppo", choices=("ppo", "sac"))
+    p.add_argument("--timing-plans", type=int, default=5, help="plans timed per model (after one warm-up)")
+    p.add_argument("--device", default="cpu", help="planning device: cpu or cuda (default %(default)s)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quick", action="store_true", help="tiny demo models, 3 goals, few SB3 steps: checks the script")
+    p.add_argument("--output", type=Path, help="results stem (default benchmarks/results/control_<device>)")
+    return p.parse_args(argv)
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """Machine description, with the load average so that a busy machine's timings read as such."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
+    if hasattr(os, "getloadavg"):
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def planning_ms(agent: Any, env: Any, seeds: list[int], plans: int, goal_fn: Any) -> float:
+    """Mean milliseconds of one plan from real observations (one warm-up plan first)."""
+    times = []
+    for i in range(plans + 1):
+        obs, _ = env.reset(seed=seeds[i % len(seeds)])
+        agent.reset(obs, goal=goal_fn(env), seed=i)
+        agent.act(obs)  # the first act plans
+        if i:
+            times.append(agent.plan_times[-1])
+    return 1000.0 * float(np.mean(times))
+
+
+def summary(result: Any) -> dict[str, Any]:
+    """An :class:`agents.EvalResult` as JSON, keeping per-episode success and distance."""
+    d = result.to_dict()
+    d["per_episode"] = [{"seed": e["seed"], "success": e["success"], "final_distance": round(e["final_distance"], 4),
+                         "steps": e["steps"]} for e in d["per_episode"]]
+    return d
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import envs  # noqa: F401  headless GL default before mujoco, env ids
+
+    from agents import (CopyLastFrameModel, MPCAgent, OracleModel, OracleStateCost, PlannerConfig, PredRNNModel,
+                        RandomAgent, SB3Agent, evaluate_agent, scripted_agent, train_sb3)
+    from mbvc import demo
+    from mbvc.errors import ConfigError
+    from mbvc.training.artifacts import load_trained
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    wanted = [a.strip() for a in args.agents.split(",") if a.strip()]
+    unknown = [a for a in wanted if a not in AGENTS]
+    if unknown:
+        raise ConfigError(f"--agents: unknown {unknown}; choose from {list(AGENTS)}")
+    device = torch.device(args.device)
+    episodes = 3 if args.quick else args.episodes
+    mpc_episodes = min(episodes, args.mpc_episodes or episodes)
+    cfg = demo.demo_config(tiny=args.quick, progress=False, device=args.device, threads=args.threads)
+    seeds = demo.eval_seeds(cfg, episodes)
+    timing_pop, timing_iters, timing_h = ((12, 2, 4) if args.quick else
+                                          (TIMING["population"], TIMING["iterations"], TIMING["horizon"]))
+
+    # World models: the demo's PredRNN-V2 (its collect/train stages run if missing) and a PredRNN.
+    started = time.perf_counter()
+    run = demo.DemoRun(cfg, args.demo_dir)
+    data = run.collect()
+    v2_record = run.train()
+    models: dict[str, Any] = {"predrnn_v2": load_trained(args.demo_dir / "model").model.to(device)}
+    trained: dict[str, Any] = {"predrnn_v2": {k: v2_record.get(k) for k in ("iterations", "train_seconds", "parameters")}}
+    if "predrnn_mpc" in wanted:
+        run_dir = args.work_dir / "predrnn"
+        if not (run_dir / "model.safetensors").is_file():
+            extra = ["model.name=action_cond_predrnn"]
+            if cfg.iterations is None:  # the same number of iterations as the demo's PredRNN-V2
+                extra.append(f"train.iterations={v2_record['iterations']}")
+                cfg_v1 = demo.demo_config(tiny=args.quick, progress=False, device=args.device,
+                                          iterations=int(v2_record["iterations"]))
+            else:
+                cfg_v1 = cfg
+            rec = demo.train_world_model(cfg_v1, args.demo_dir / "data", run_dir, extra=extra)
+            trained["predrnn"] = {k: rec.get(k) for k in ("iterations", "train_seconds", "parameters")}
+        else:
+            trained["predrnn"] = {"reused": str(run_dir)}
+        models["predrnn"] = load_trained(run_dir).model.to(device)
+    env_steps = int(data["env_steps"])
+    setup_s = time.perf_counter() - started
+
+    env = demo.make_eval_env(cfg)
+    no_goal = lambda e: None  # noqa: E731
+    results: dict[str, Any] = {}
+    timing: dict[str, Any] = {}
+    planner = PlannerConfig(cfg.planner, num_iterations=cfg.planner_iterations, population_size=cfg.population,
+                            seed=cfg.seed)
+
+    def mpc(model: Any, cost: Any, population: int | None = None, name: str | None = None) -> Any:
+        return MPCAgent(model, cost, planner.replace(population_size=population or cfg.population,
+                                                     name=name or cfg.planner),
+                        horizon=cfg.horizon, action_space=env.action_space, replan_every=cfg.replan_every)
+
+    stem = args.output or RESULTS / f"control_{device.type}"
+
+    def save() -> dict[str, Any]:
+        """Write what is measured so far (a long run that stops early keeps its finished agents)."""
+        report = {
+            "benchmark": "control",
+            "command": "python benchmarks/control.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+            "machine": machine(device),
+            "env": {"id": demo.ENV_ID, "image_size": cfg.image_size, "goal_distance": list(cfg.goal_distance),
+                    "episode_length": cfg.eval_episode_length, "terminate_on_success": True,
+                    "success_threshold_m": 0.025},
+            "goals": {"episodes": episodes, "mpc_episodes": mpc_episodes, "seeds": [seeds[0], seeds[-1]]},
+            "planner": {"name": cfg.planner, "population": cfg.population, "iterations": cfg.planner_iterations,
+                        "horizon": cfg.horizon, "replan_every": cfg.replan_every, "image_cost": cfg.cost,
+                        "oracle_planner": cfg.oracle_planner, "oracle_population": cfg.oracle_population},
+            "world_models": trained,
+            "data_env_steps": env_steps,
+            "setup_seconds": round(setup_s, 1),
+            "results": results,
+            "planning_time": timing,
+            "quick": args.quick,
+        }
+        write_json(stem.with_suffix(".json"), report)
+        with atomic_write(stem.with_suffix(".md"), "w") as f:
+            f.write(markdown(report))
+        return report
+
+    def run_agent(name: str, agent: Any, n: int, goal_fn: Any = no_goal, eval_env: Any = None) -> None:
+        start = time.perf_counter()
+        res = evaluate_agent(agent, eval_env or env, seeds[:n], goal_fn=goal_fn)
+        results[name] = {**summary(res), "seconds": round(time.perf_counter() - start, 1)}
+        log.info("%s: success %.0f%% over %d goals, final distance %.1f cm (%.0f s)", name, 100 * res.success_rate,
+                 n, 100 * res.final_distance, results[name]["seconds"])
+        save()
+
+    def timed(name: str, model: Any, cost: Any, goal_fn: Any, planner_name: str | None = None) -> None:
+        agent = MPCAgent(model, cost, planner.replace(population_size=timing_pop, num_iterations=timing_iters,
+                                                      name=planner_name or cfg.planner),
+                         horizon=timing_h, action_space=env.action_space, replan_every=1)
+        ms = planning_ms(agent, env, seeds, 1 if args.quick else args.timing_plans, goal_fn)
+        timing[name] = {"plan_ms": round(ms, 1), "population": timing_pop, "iterations": timing_iters,
+                        "horizon": timing_h, "device": str(model.device)}
+        log.info("%s: %.0f ms per plan (%d x %d, horizon %d)", name, ms, timing_pop, timing_iters, timing_h)
+        save()
+
+    try:
+        if "random" in wanted:
+            run_agent("random", RandomAgent(env.action_space, seed=cfg.seed), episodes)
+        if "scripted" in wanted:
+            run_agent("scripted", scripted_agent(env), episodes)
+        image_cost = demo.build_cost(cfg, demo.background_image(args.demo_dir / "data" / "train"))
+        for name, key in (("predrnn_v2_mpc", "predrnn_v2"), ("predrnn_mpc", "predrnn")):
+            if name in wanted:
+                model = PredRNNModel(models[key])
+                timed(name, model, image_cost, demo.clear_goal_image)
+                run_agent(name, mpc(model, image_cost), mpc_episodes, demo.clear_goal_image)
+        if "copy_last_mpc" in wanted:
+            model = CopyLastFrameModel()
+            timed("copy_last_mpc", model, image_cost, demo.clear_goal_image)
+            run_agent("copy_last_mpc", mpc(model, image_cost), episodes, demo.clear_goal_image)
+        if "oracle_mpc" in wanted:
+            oracle = OracleModel(env, render=False)
+            try:
+                cost = OracleStateCost(oracle, pusher_weight=demo.ORACLE_PUSHER_WEIGHT)
+                timed("oracle_mpc", oracle, cost, no_goal, cfg.oracle_planner)
+                run_agent("oracle_mpc", mpc(oracle, cost, cfg.oracle_population, cfg.oracle_planner), mpc_episodes)
+            finally:
+                oracle.close()
+        for obs in ("pixels", "state"):
+            name = f"sb3_{obs}"
+            if name not in wanted:
+                continue
+            size = SB3_PIXELS if obs == "pixels" else cfg.image_size
+            make_env = lambda size=size: demo.make_eval_env(cfg, image_size=size)  # noqa: E731
+            out_dir = args.work_dir / f"sb3-{args.sb3_algo}-{obs}"
+            steps = 256 if args.quick else env_steps
+            if (out_dir / "model.zip").is_file():
+                agent = SB3Agent.load(out_dir / "model.zip", args.sb3_algo, obs, device="cpu")
+            else:
+                start = time.perf_counter()
+                agent = train_sb3(make_env, out_dir, algo=args.sb3_algo, observation=obs, total_steps=steps,
+                                  seed=cfg.seed, device="cpu")
+                log.info("%s trained for %d steps in %.0f s", name, steps, time.perf_counter() - start)
+            sb3_env = make_env()
+            try:
+                run_agent(name, agent, episodes, eval_env=sb3_env)
+            finally:
+                sb3_env.close()
+            results[name]["algo"] = args.sb3_algo
+            results[name]["train_steps"] = steps
+            save()
+    finally:
+        env.close()
+
+    report = save()
+    print(markdown(report))
+    return 0
+
+
+NAMES = {
+    "random": "random", "scripted": "scripted (true state)", "oracle_mpc": "oracle-model MPC (true state)",
+    "predrnn_v2_mpc": "PredRNN-V2 MPC (pixels)", "predrnn_mpc": "PredRNN MPC (pixels)",
+    "copy_last_mpc": "copy-last-frame MPC (pixels)", "sb3_pixels": "SB3 from pixels", "sb3_state": "SB3 from state",
+}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The results as a Markdown page."""
+    m, p, e = report["machine"], report["planner"], report["env"]
+    load = f", load average {m['load_average'][0]} on {m['cpu_count']} CPUs" if "load_average" in m else ""
+    lines = [
+        "# Control benchmark: pushing a block to a goal",
+        "",
+        f"Machine: {m['cpu']} ({m['device']}, {m['torch_threads']} torch threads{load}), torch {m['torch']}, "
+        f"{report['date']}.",
+        f"Task: `{e['id']}`, {e['image_size']}x{e['image_size']} frames, goals {e['goal_distance'][0]}-"
+        f"{e['goal_distance'][1]} m from the block, success within {100 * e['success_threshold_m']:.1f} cm, "
+        f"at most {e['episode_length']} steps (ending on success). Seeded goals held out from the training data.",
+        f"MPC: {p['name']} {p['population']} candidates x {p['iterations']} iterations, horizon {p['horizon']}, "
+        f"replanning every {p['replan_every']} steps, image cost `{p['image_cost']}`; the oracle plans with "
+        f"{p['oracle_planner']} and {p['oracle_population']} candidates on the true state.",
+        "",
+        "| agent | goals | success | final distance (cm) | planning ms/step (eval) | notes |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, res in report["results"].items():
+        plan = "-" if res.get("plan_ms") is None else f"{res['plan_ms']:.0f}"
+        note = ""
+        if key.startswith("sb3") and "algo" in res:
+            note = f"{res['algo'].upper()}, {res['train_steps']} training steps"
+        lines.append(f"| {NAMES.get(key, key)} | {res['episodes']} | {100 * res['success_rate']:.0f}% | "
+                     f"{100 * res['final_distance']:.1f} | {plan} | {note} |")
+    if report["planning_time"]:
+        lines += ["", "Planning time per plan (= per control step when replanning every step):", "",
+                  "| model | candidates x iterations | horizon | device | ms per plan |", "| --- | --- | --- | --- | --- |"]
+        for key, t in report["planning_time"].items():
+            lines.append(f"| {NAMES.get(key, key)} | {t['population']} x {t['iterations']} | {t['horizon']} | "
+                         f"{t['device']} | {t['plan_ms']:.0f} |")
+    wm = report["world_models"]
+    lines += ["", "World models: " + "; ".join(f"{k}: {v}" for k, v in wm.items()),
+              f"Environment steps of the world models' data (and of each SB3 policy's training): "
+              f"{report['data_env_steps']}.", "", f"Command: `{report['command']}`", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

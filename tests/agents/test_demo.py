@@ -1,0 +1,191 @@
+"""The end-to-end demo (``mbvc demo``) on its tiny configuration, its resumption and its errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mujoco")
+
+from mbvc.demo import (  # noqa: E402
+    EpisodeMixPolicy,
+    PushCost,
+    demo_config,
+    run_demo,
+)
+from mbvc.errors import ConfigError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny demo run, then a second one in the same folder (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    cfg = demo_config(tiny=True, progress=False)
+    first = run_demo(cfg, out)
+    second = run_demo(cfg, out)
+    return out, cfg, first, second
+
+
+def test_tiny_demo_writes_report_gif_and_results(tiny_run):
+    out, cfg, report, _ = tiny_run
+    assert set(report["results"]) == {"mpc", "random", "oracle"}
+    for name, res in report["results"].items():
+        assert res["episodes"] == cfg.eval_episodes, name
+        assert 0.0 <= res["success_rate"] <= 1.0
+        assert np.isfinite(res["final_distance"]) and res["final_distance"] >= 0
+        assert [e["seed"] for e in res["per_episode"]] == report["eval_seeds"]  # the same goals for all
+    assert report["results"]["mpc"]["plan_ms"] > 0
+    assert set(report["timings_s"]) >= {"collect", "train", "evaluate", "total"}
+    assert report["skipped"] == []
+    assert report["data"]["train"]["episodes"] == cfg.episodes
+    assert report["training"]["iterations"] == cfg.iterations
+    stored = json.loads((out / "report.json").read_text())
+    assert stored["config"] == cfg.to_dict() and stored["results"].keys() == report["results"].keys()
+
+    from PIL import Image
+
+    gif = Image.open(out / "episode.gif")
+    assert gif.n_frames >= 2  # one frame per step of the recorded episode
+    # observation + goal + imagined frames side by side, upscaled
+    assert gif.size[0] >= 3 * cfg.image_size * cfg.gif_scale
+
+
+def test_second_run_skips_finished_stages(tiny_run):
+    out, _, first, second = tiny_run
+    assert second["skipped"] == ["collect", "train", "evaluate"]
+    assert second["results"]["mpc"]["success_rate"] == first["results"]["mpc"]["success_rate"]
+    assert second["results"]["random"]["per_episode"] == first["results"]["random"]["per_episode"]
+
+
+def test_changed_evaluation_settings_rerun_only_evaluation(tiny_run):
+    out, _, first, _ = tiny_run
+    report = run_demo(demo_config(tiny=True, progress=False, eval_episodes=1), out)
+    assert report["skipped"] == ["collect", "train"]
+    assert report["results"]["random"]["episodes"] == 1
+    # the first goal is the same: seeds do not depend on the number of episodes
+    assert report["eval_seeds"] == first["eval_seeds"][:1]
+
+
+def test_changed_data_settings_refuse_without_force(tiny_run):
+    out, _, _, _ = tiny_run
+    with pytest.raises(ConfigError, match="--force"):
+        run_demo(demo_config(tiny=True, progress=False, episodes=7), out)
+
+
+def test_bad_output_folders_are_clear_errors(tmp_path):
+    cfg = demo_config(tiny=True, progress=False)
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        run_demo(cfg, a_file)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="did not make"):
+        run_demo(cfg, foreign)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_cli_reports_errors_in_one_line(tmp_path, capsys):
+    from mbvc.cli import main
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert main(["demo", "--tiny", "--out", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert "mbvc demo: error:" in err and "is a file" in err
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="did you mean|Did you mean"):
+        demo_config(episodez=3)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        demo_config(image_size=30)
+    with pytest.raises(ConfigError, match="cost"):
+        demo_config(cost="lpips2")
+    assert demo_config(tiny=True, iterations=None, train_minutes=0.1).iterations is None
+    assert demo_config(tiny=True, eval_episodes=None).eval_episodes == demo_config(tiny=True).eval_episodes
+
+
+FLOOR = torch.tensor([0.69, 0.56, 0.42])
+
+
+def _scene(block_rc: tuple[int, int] | None, pusher_rc: tuple[int, int], size: int = 32) -> torch.Tensor:
+    """A 3 x size x size frame: floor, a 3x3 red block, a grey rod from the top edge down to the pusher."""
+    frame = FLOOR[:, None, None].repeat(1, size, size)
+    if block_rc is not None:
+        r, c = block_rc
+        frame[:, r - 1 : r + 2, c - 1 : c + 2] = torch.tensor([0.95, 0.18, 0.14])[:, None, None]
+    r, c = pusher_rc
+    frame[:, : r + 1, c : c + 2] = torch.tensor([0.85, 0.85, 0.88])[:, None, None]
+    return frame
+
+
+def _cost(**kwargs) -> PushCost:
+    return PushCost(FLOOR[:, None, None].repeat(1, 32, 32), **kwargs)
+
+
+def test_push_cost_locates_block_and_finger_by_background_subtraction():
+    cost = _cost()
+    frame = _scene((20, 10), (14, 25))
+    block, _ = cost.block_position(frame)
+    pusher, _ = cost.pusher_position(frame)
+    assert torch.allclose(block, torch.tensor([20.0, 10.0]), atol=0.2)
+    assert abs(pusher[0].item() - 14) <= 1.0 and abs(pusher[1].item() - 25.5) < 0.2  # the rod's lower end
+    # a faded (blurry) prediction is still found where it is
+    faded = 0.4 * frame + 0.6 * FLOOR[:, None, None]
+    assert torch.allclose(cost.block_position(faded)[0], block, atol=0.5)
+
+
+def test_push_cost_prefers_block_at_goal_and_pusher_behind_it():
+    cost = _cost(pusher_weight=0.5)
+    goal = _scene((20, 20), (5, 5))
+    far, near = _scene((20, 10), (20, 7)), _scene((20, 17), (20, 14))
+    costs = cost(torch.stack([far, near])[:, None], goal)  # N=2, H=1
+    assert costs[1] < costs[0]
+    # the same block position: the pusher behind the block (away from the goal) is better
+    behind, ahead = _scene((20, 10), (20, 7)), _scene((20, 10), (20, 13))
+    costs = cost(torch.stack([behind, ahead])[:, None], goal)
+    assert costs[0] < costs[1]
+    # a block that vanished from the prediction never looks like success
+    gone = _scene(None, (5, 5))
+    costs = cost(torch.stack([gone, goal])[:, None], goal)
+    assert costs[0] > costs[1]
+
+
+def test_push_cost_checks_shapes():
+    from mbvc.errors import ShapeError
+
+    with pytest.raises(ShapeError, match="background"):
+        PushCost(torch.zeros(32, 32))
+    with pytest.raises(ShapeError, match="do not match"):
+        _cost()(torch.zeros(2, 3, 3, 16, 16), _scene((20, 20), (5, 5)))
+
+
+class _Const:
+    def __init__(self, value: float) -> None:
+        self.value, self.seeds = value, []
+
+    def reset(self, seed=None):
+        self.seeds.append(seed)
+
+    def __call__(self, obs):
+        return np.full(2, self.value, np.float32)
+
+
+def test_episode_mix_policy_draws_from_the_seed():
+    a, b = _Const(0.0), _Const(1.0)
+    mix = EpisodeMixPolicy([(0.5, a), (0.5, b)])
+    draws = []
+    for seed in range(40):
+        mix.reset(seed)
+        draws.append(float(mix(None)[0]))
+    again = []
+    for seed in range(40):
+        mix.reset(seed)
+        again.append(float(mix(None)[0]))
+    assert draws == again and 0 < sum(draws) < 40  # deterministic per seed, both policies used
+    with pytest.raises(ConfigError):
+        EpisodeMixPolicy([(0.0, a)])
