@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from mbvc.io import atomic_write, write_json  # noqa: E402
+from mbvc.io import atomic_write, write_json
 
 log = logging.getLogger("control")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -116,9 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import envs  # noqa: F401  headless GL default before mujoco, env ids
-
-    from agents import (CopyLastFrameModel, MPCAgent, OracleModel, OracleStateCost, PlannerConfig, PredRNNModel,
-                        RandomAgent, SB3Agent, evaluate_agent, scripted_agent, train_sb3)
+    from agents import (
+        CopyLastFrameModel,
+        MPCAgent,
+        OracleModel,
+        OracleStateCost,
+        PlannerConfig,
+        PredRNNModel,
+        RandomAgent,
+        SB3Agent,
+        evaluate_agent,
+        scripted_agent,
+        train_sb3,
+    )
     from mbvc import demo
     from mbvc.errors import ConfigError
     from mbvc.training.artifacts import load_trained
@@ -163,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_s = time.perf_counter() - started
 
     env = demo.make_eval_env(cfg)
-    no_goal = lambda e: None  # noqa: E731
+    no_goal = lambda e: None
     results: dict[str, Any] = {}
     timing: dict[str, Any] = {}
     planner = PlannerConfig(cfg.planner, num_iterations=cfg.planner_iterations, population_size=cfg.population,
@@ -248,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             if name not in wanted:
                 continue
             size = SB3_PIXELS if obs == "pixels" else cfg.image_size
-            make_env = lambda size=size: demo.make_eval_env(cfg, image_size=size)  # noqa: E731
+            make_env = lambda size=size: demo.make_eval_env(cfg, image_size=size)
             out_dir = args.work_dir / f"sb3-{args.sb3_algo}-{obs}"
             steps = 256 if args.quick else env_steps
             if (out_dir / "model.zip").is_file():
@@ -288,14 +298,14 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Control benchmark: pushing a block to a goal",
         "",
-        f"Machine: {m['cpu']} ({m['device']}, {m['torch_threads']} torch threads{load}), torch {m['torch']}, "
-        f"{report['date']}.",
-        f"Task: `{e['id']}`, {e['image_size']}x{e['image_size']} frames, goals {e['goal_distance'][0]}-"
-        f"{e['goal_distance'][1]} m from the block, success within {100 * e['success_threshold_m']:.1f} cm, "
-        f"at most {e['episode_length']} steps (ending on success). Seeded goals held out from the training data.",
-        f"MPC: {p['name']} {p['population']} candidates x {p['iterations']} iterations, horizon {p['horizon']}, "
-        f"replanning every {p['replan_every']} steps, image cost `{p['image_cost']}`; the oracle plans with "
-        f"{p['oracle_planner']} and {p['oracle_population']} candidates on the true state.",
+        (f"Machine: {m['cpu']} ({m['device']}, {m['torch_threads']} torch threads{load}), torch {m['torch']}, "
+         f"{report['date']}."),
+        (f"Task: `{e['id']}`, {e['image_size']}x{e['image_size']} frames, goals {e['goal_distance'][0]}-"
+         f"{e['goal_distance'][1]} m from the block, success within {100 * e['success_threshold_m']:.1f} cm, "
+         f"at most {e['episode_length']} steps (ending on success). Seeded goals held out from the training data."),
+        (f"MPC: {p['name']} {p['population']} candidates x {p['iterations']} iterations, horizon {p['horizon']}, "
+         f"replanning every {p['replan_every']} steps, image cost `{p['image_cost']}`; the oracle plans with "
+         f"{p['oracle_planner']} and {p['oracle_population']} candidates on the true state."),
         "",
         "| agent | goals | success | final distance (cm) | planning ms/step (eval) | notes |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -313,10 +323,16 @@ def markdown(report: dict[str, Any]) -> str:
         for key, t in report["planning_time"].items():
             lines.append(f"| {NAMES.get(key, key)} | {t['population']} x {t['iterations']} | {t['horizon']} | "
                          f"{t['device']} | {t['plan_ms']:.0f} |")
+    def model_line(name: str, info: dict[str, Any]) -> str:
+        if "iterations" not in info:
+            return f"{name}: reused from {info.get('reused', '?')}"
+        return (f"{name}: {info['iterations']} iterations in {info.get('train_seconds') or 0:.0f} s, "
+                f"{info.get('parameters')} parameters")
+
     wm = report["world_models"]
-    lines += ["", "World models: " + "; ".join(f"{k}: {v}" for k, v in wm.items()),
-              f"Environment steps of the world models' data (and of each SB3 policy's training): "
-              f"{report['data_env_steps']}.", "", f"Command: `{report['command']}`", ""]
+    lines += ["", "World models (trained on the demo's data): " + "; ".join(model_line(k, v) for k, v in wm.items()) + ".",
+              (f"Environment steps of the world models' data (and of each SB3 policy's training): "
+               f"{report['data_env_steps']}."), "", f"Command: `{report['command']}`", ""]
     return "\n".join(lines)
 
 

@@ -163,15 +163,16 @@ class DemoConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-TINY = dict(
-    image_size=16, episodes=6, val_episodes=2, episode_length=8, num_envs=1, iterations=4,
-    train_overrides=("model.num_hidden=[8]", "model.total_length=6", "train.batch_size=4",
-                     "train.warmup_iters=1", "train.eval_interval=0", "train.checkpoint_interval=2",
-                     "train.log_interval=2", "eval.horizon=4", "eval.batch_size=2", "eval.val_batches=1"),
-    eval_episodes=2, eval_episode_length=5, population=12, planner_iterations=2, horizon=4, replan_every=2,
-    oracle_population=6, gif_scale=2,
-    threads=1,  # a tiny model gains nothing from threads, and on a busy CPU they only wait on each other
-)
+#: The ``--tiny`` settings (tests): a handful of 16x16 episodes, a few iterations, few candidates.
+TINY: dict[str, Any] = {
+    "image_size": 16, "episodes": 6, "val_episodes": 2, "episode_length": 8, "num_envs": 1, "iterations": 4,
+    "train_overrides": ("model.num_hidden=[8]", "model.total_length=6", "train.batch_size=4",
+                        "train.warmup_iters=1", "train.eval_interval=0", "train.checkpoint_interval=2",
+                        "train.log_interval=2", "eval.horizon=4", "eval.batch_size=2", "eval.val_batches=1"),
+    "eval_episodes": 2, "eval_episode_length": 5, "population": 12, "planner_iterations": 2, "horizon": 4,
+    "replan_every": 2, "oracle_population": 6, "gif_scale": 2,
+    "threads": 1,  # a tiny model gains nothing from threads, and on a busy CPU they only wait on each other
+}
 
 
 def demo_config(tiny: bool = False, **changes: Any) -> DemoConfig:
@@ -609,7 +610,12 @@ def train_world_model(cfg: DemoConfig, data_root: Path, run_dir: Path, extra: Se
     """
     from mbvc.config import load_run_config
     from mbvc.training.distributed import DistInfo
-    from mbvc.training.setup import build_datasets, build_trainer, load_resume_config, prepare_run_dir
+    from mbvc.training.setup import (
+        build_datasets,
+        build_trainer,
+        load_resume_config,
+        prepare_run_dir,
+    )
     from mbvc.training.trainer import resolve_device
 
     resume = (run_dir / "config.yaml").is_file()
@@ -712,7 +718,14 @@ def evaluate_stage(cfg: DemoConfig, out: Path, device: torch.device) -> dict[str
     Returns:
         ``{"results": {agent: summary}, "gif": path}``.
     """
-    from agents import MPCAgent, OracleModel, OracleStateCost, PlannerConfig, PredRNNModel, RandomAgent
+    from agents import (
+        MPCAgent,
+        OracleModel,
+        OracleStateCost,
+        PlannerConfig,
+        PredRNNModel,
+        RandomAgent,
+    )
     from mbvc.training.artifacts import load_trained
 
     trained = load_trained(out / "model")
@@ -748,7 +761,7 @@ def evaluate_stage(cfg: DemoConfig, out: Path, device: torch.device) -> dict[str
         gif = write_episode_gif(out / "episode.gif", recorder.steps, goals[0], cfg)
 
         rand = RandomAgent(env.action_space, seed=cfg.seed)
-        no_goal = lambda e: None  # noqa: E731  random and oracle agents need no goal image
+        no_goal = lambda e: None
         results["random"] = _evaluate("random", rand, env, seeds, no_goal, cfg.progress)
 
         oracle = OracleModel(env, render=False)
@@ -821,7 +834,7 @@ def episode_gif_frames(steps: Sequence[dict[str, Any]], goal: np.ndarray, scale:
         if prediction is not None and offset < prediction.shape[0]:
             # Between replans the plan is partly executed: its future starts ``offset`` frames in.
             future = prediction[offset:]
-            picks = sorted({int(round(x)) for x in np.linspace(0, len(future) - 1, min(shown, len(future)))})
+            picks = sorted({round(float(x)) for x in np.linspace(0, len(future) - 1, min(shown, len(future)))})
             for k in picks:
                 caption = f"imagined +{k + 1}" if wide else f"+{k + 1}"
                 panels.append(_label(up(to_rgb_uint8(future[k].clamp(0, 1))), caption))

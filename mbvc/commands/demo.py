@@ -5,6 +5,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from mbvc.cli import say
+
 HELP = ("the end-to-end demo: collect pushing rollouts, train an action-conditioned PredRNN-V2, "
         "run visual MPC on held-out goals next to random and oracle agents")
 
@@ -53,16 +55,16 @@ def run(args: argparse.Namespace) -> int:
         progress=False if args.no_progress else None,
     )
     budget = f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.train_minutes:g} min"
-    print(f"mbvc demo -> {args.out}: {cfg.episodes} episodes of {cfg.image_size}x{cfg.image_size} push frames, "
+    say(f"mbvc demo -> {args.out}: {cfg.episodes} episodes of {cfg.image_size}x{cfg.image_size} push frames, "
           f"{cfg.preset} trained for {budget}, {cfg.eval_episodes} evaluation goals"
           + (" (tiny)" if cfg.tiny else ""))
     report = run_demo(cfg, args.out, force=args.force)
     times = report["timings_s"]
-    print()
-    print(results_table(report))
-    print()
+    say()
+    say(results_table(report))
+    say()
     stages = ", ".join(f"{k} {v:.0f} s" + (" (skipped)" if k in report["skipped"] else "")
                        for k, v in times.items() if k not in ("total", "report"))
-    print(f"stages: {stages}")
-    print(f"episode GIF: {report['gif']}\nreport: {Path(args.out) / 'report.json'}")
+    say(f"stages: {stages}")
+    say(f"episode GIF: {report['gif']}\nreport: {Path(args.out) / 'report.json'}")
     return 0

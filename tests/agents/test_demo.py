@@ -9,13 +9,13 @@ import torch
 
 pytest.importorskip("mujoco")
 
-from mbvc.demo import (  # noqa: E402
+from mbvc.demo import (
     EpisodeMixPolicy,
     PushCost,
     demo_config,
     run_demo,
 )
-from mbvc.errors import ConfigError  # noqa: E402
+from mbvc.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_tiny_demo_writes_report_gif_and_results(tiny_run):
 
 
 def test_second_run_skips_finished_stages(tiny_run):
-    out, _, first, second = tiny_run
+    _, _, first, second = tiny_run
     assert second["skipped"] == ["collect", "train", "evaluate"]
     assert second["results"]["mpc"]["success_rate"] == first["results"]["mpc"]["success_rate"]
     assert second["results"]["random"]["per_episode"] == first["results"]["random"]["per_episode"]
