@@ -68,6 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quick", action="store_true", help="tiny demo models, 3 goals, few SB3 steps: checks the script")
     p.add_argument("--output", type=Path, help="results stem (default benchmarks/results/control_<device>)")
+    p.add_argument("--fresh", action="store_true", help="drop the rows of an existing results file (by default the "
+                   "agents not run now keep their rows, when the file's task and planner settings are the same)")
     return p.parse_args(argv)
 
 
@@ -100,6 +102,42 @@ def planning_ms(agent: Any, env: Any, seeds: list[int], plans: int, goal_fn: Any
         if i:
             times.append(agent.plan_times[-1])
     return 1000.0 * float(np.mean(times))
+
+
+TASK_KEYS = ("image_size", "goal_distance", "eval_episode_length", "seed")
+PLANNER_KEYS = ("cost", "pusher_weight", "keep_out_weight", "planner", "population", "planner_iterations", "horizon",
+                "replan_every", "oracle_planner", "oracle_population")
+
+
+def settings(cfg: Any) -> dict[str, Any]:
+    """The task and planner settings that make rows of two runs comparable."""
+    d = cfg.to_dict()
+    return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in TASK_KEYS + PLANNER_KEYS}
+
+
+def previous_rows(path: Path, wanted: list[str], cfg: Any) -> dict[str, Any]:
+    """Rows of an earlier run in ``path`` for the agents not run now: all of them when its task and
+    planner settings are the current ones, only the non-planning agents' when just the task is."""
+    if not path.is_file():
+        return {}
+    import json
+
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s unreadable (%s): starting a fresh results file", path, exc)
+        return {}
+    before, now = old.get("settings") or {}, settings(cfg)
+    if any(before.get(k) != now[k] for k in TASK_KEYS):
+        log.info("%s is for another task: its rows are not kept", path)
+        return {}
+    same_planner = all(before.get(k) == now[k] for k in PLANNER_KEYS)
+    keep_row = lambda k: k not in wanted and (same_planner or k not in MPC_AGENTS)
+    keep = {k: v for k, v in old.get("results", {}).items() if keep_row(k)}
+    timing = {k: v for k, v in old.get("planning_time", {}).items() if keep_row(k)}
+    if keep:
+        log.info("keeping the rows of %s from %s", ", ".join(keep), path)
+    return {"results": keep, "planning_time": timing}
 
 
 def summary(result: Any) -> dict[str, Any]:
@@ -185,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
                         horizon=cfg.horizon, action_space=env.action_space, replan_every=cfg.replan_every)
 
     stem = args.output or RESULTS / f"control_{device.type}"
+    kept = {} if args.fresh or args.quick else previous_rows(stem.with_suffix(".json"), wanted, cfg)
+    results.update(kept.get("results", {}))
+    timing.update(kept.get("planning_time", {}))
 
     def save() -> dict[str, Any]:
         """Write what is measured so far (a long run that stops early keeps its finished agents)."""
@@ -200,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             "planner": {"name": cfg.planner, "population": cfg.population, "iterations": cfg.planner_iterations,
                         "horizon": cfg.horizon, "replan_every": cfg.replan_every, "image_cost": cfg.cost,
                         "oracle_planner": cfg.oracle_planner, "oracle_population": cfg.oracle_population},
+            "settings": settings(cfg),
             "world_models": trained,
             "data_env_steps": env_steps,
             "setup_seconds": round(setup_s, 1),
