@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mpc-episodes", type=int, help="goals for the learnt-model and oracle MPC agents "
                    "(default: --episodes; they are the slow ones)")
     p.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of " + ", ".join(AGENTS))
+    p.add_argument("--train-iterations", type=int, help="train both world models for this many iterations into "
+                   "--work-dir (reused when there) instead of using the demo's 8-minute PredRNN-V2 and a PredRNN "
+                   "trained as long")
     p.add_argument("--sb3-algo", default="ppo", choices=("ppo", "sac"))
     p.add_argument("--timing-plans", type=int, default=5, help="plans timed per model (after one warm-up)")
     p.add_argument("--device", default="cpu", help="planning device: cpu or cuda (default %(default)s)")
@@ -105,7 +108,7 @@ def planning_ms(agent: Any, env: Any, seeds: list[int], plans: int, goal_fn: Any
 
 
 TASK_KEYS = ("image_size", "goal_distance", "eval_episode_length", "seed")
-PLANNER_KEYS = ("cost", "pusher_weight", "keep_out_weight", "planner", "population", "planner_iterations", "horizon",
+PLANNER_KEYS = ("cost", "pusher_weight", "keep_out_weight", "finger_calibration", "planner", "population", "planner_iterations", "horizon",
                 "replan_every", "oracle_planner", "oracle_population")
 
 
@@ -136,8 +139,26 @@ def previous_rows(path: Path, wanted: list[str], cfg: Any) -> dict[str, Any]:
     keep = {k: v for k, v in old.get("results", {}).items() if keep_row(k)}
     timing = {k: v for k, v in old.get("planning_time", {}).items() if keep_row(k)}
     if keep:
-        log.info("keeping the rows of %s from %s", ", ".join(keep), path)
-    return {"results": keep, "planning_time": timing}
+        log.debug("keeping the rows of %s from %s", ", ".join(keep), path)
+    models = {k: v for k, v in old.get("world_models", {}).items()
+              if f"{k}_mpc" in keep}
+    return {"results": keep, "planning_time": timing, "world_models": models}
+
+
+def reused_run(run_dir: Path, model: Any) -> dict[str, Any]:
+    """What a finished training run in ``run_dir`` did, from its metrics log."""
+    import json
+
+    info: dict[str, Any] = {"reused": str(run_dir), "parameters": sum(p.numel() for p in model.parameters())}
+    log_file = run_dir / "metrics.jsonl"
+    if log_file.is_file():
+        for line in log_file.read_text().splitlines():
+            row = json.loads(line)
+            if "time/elapsed_s" in row:
+                info["iterations"], info["train_seconds"] = row["step"], row["time/elapsed_s"]
+            if "eval/mse" in row:
+                info["val_mse"] = row["eval/mse"]
+    return info
 
 
 def summary(result: Any) -> dict[str, Any]:
@@ -190,9 +211,25 @@ def main(argv: list[str] | None = None) -> int:
     run = demo.DemoRun(cfg, args.demo_dir)
     data = run.collect()
     v2_record = run.train()
-    models: dict[str, Any] = {"predrnn_v2": load_trained(args.demo_dir / "model").model.to(device)}
-    trained: dict[str, Any] = {"predrnn_v2": {k: v2_record.get(k) for k in ("iterations", "train_seconds", "parameters")}}
-    if "predrnn_mpc" in wanted:
+    models: dict[str, Any] = {}
+    trained: dict[str, Any] = {}
+    if args.train_iterations:  # both models trained here, as long as asked
+        its = 8 if args.quick else args.train_iterations
+        cfg_long = demo.demo_config(tiny=args.quick, progress=False, device=args.device, iterations=its)
+        for key, extra in (("predrnn_v2", []), ("predrnn", ["model.name=action_cond_predrnn"])):
+            if key == "predrnn" and "predrnn_mpc" not in wanted:
+                continue
+            run_dir = args.work_dir / f"{key}-{its}"
+            if not (run_dir / "model.safetensors").is_file():
+                rec = demo.train_world_model(cfg_long, args.demo_dir / "data", run_dir, extra=extra)
+                trained[key] = {k: rec.get(k) for k in ("iterations", "train_seconds", "parameters")}
+            models[key] = load_trained(run_dir).model.to(device)
+            if key not in trained:
+                trained[key] = reused_run(run_dir, models[key])
+    else:
+        models["predrnn_v2"] = load_trained(args.demo_dir / "model").model.to(device)
+        trained["predrnn_v2"] = {k: v2_record.get(k) for k in ("iterations", "train_seconds", "parameters")}
+    if "predrnn_mpc" in wanted and "predrnn" not in models:
         run_dir = args.work_dir / "predrnn"
         if not (run_dir / "model.safetensors").is_file():
             extra = ["model.name=action_cond_predrnn"]
@@ -223,12 +260,17 @@ def main(argv: list[str] | None = None) -> int:
                         horizon=cfg.horizon, action_space=env.action_space, replan_every=cfg.replan_every)
 
     stem = args.output or RESULTS / f"control_{device.type}"
-    kept = {} if args.fresh or args.quick else previous_rows(stem.with_suffix(".json"), wanted, cfg)
-    results.update(kept.get("results", {}))
-    timing.update(kept.get("planning_time", {}))
 
     def save() -> dict[str, Any]:
-        """Write what is measured so far (a long run that stops early keeps its finished agents)."""
+        """Write what is measured so far (a long run that stops early keeps its finished agents).
+
+        The file is re-read first, so that runs of disjoint agents at the same time (another
+        process each) all keep their rows.
+        """
+        kept = {} if args.fresh or args.quick else previous_rows(stem.with_suffix(".json"), wanted, cfg)
+        rows = {**kept.get("results", {}), **results}
+        times = {**kept.get("planning_time", {}), **timing}
+        order = lambda d: {k: d[k] for k in sorted(d, key=lambda k: AGENTS.index(k) if k in AGENTS else 99)}
         report = {
             "benchmark": "control",
             "command": "python benchmarks/control.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -242,11 +284,11 @@ def main(argv: list[str] | None = None) -> int:
                         "horizon": cfg.horizon, "replan_every": cfg.replan_every, "image_cost": cfg.cost,
                         "oracle_planner": cfg.oracle_planner, "oracle_population": cfg.oracle_population},
             "settings": settings(cfg),
-            "world_models": trained,
+            "world_models": {**kept.get("world_models", {}), **trained},
             "data_env_steps": env_steps,
             "setup_seconds": round(setup_s, 1),
-            "results": results,
-            "planning_time": timing,
+            "results": order(rows),
+            "planning_time": order(times),
             "quick": args.quick,
         }
         write_json(stem.with_suffix(".json"), report)
@@ -277,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             run_agent("random", RandomAgent(env.action_space, seed=cfg.seed), episodes)
         if "scripted" in wanted:
             run_agent("scripted", scripted_agent(env), episodes)
-        image_cost = demo.build_cost(cfg, demo.background_image(args.demo_dir / "data" / "train"))
+        image_cost = demo.cost_from_data(cfg, args.demo_dir / "data" / "train")
         for name, key in (("predrnn_v2_mpc", "predrnn_v2"), ("predrnn_mpc", "predrnn")):
             if name in wanted:
                 model = PredRNNModel(models[key])
@@ -368,8 +410,9 @@ def markdown(report: dict[str, Any]) -> str:
     def model_line(name: str, info: dict[str, Any]) -> str:
         if "iterations" not in info:
             return f"{name}: reused from {info.get('reused', '?')}"
+        mse = f", validation MSE/frame {info['val_mse']:.1f}" if "val_mse" in info else ""
         return (f"{name}: {info['iterations']} iterations in {info.get('train_seconds') or 0:.0f} s, "
-                f"{info.get('parameters')} parameters")
+                f"{info.get('parameters')} parameters{mse}")
 
     wm = report["world_models"]
     lines += ["", "World models (trained on the demo's data): " + "; ".join(model_line(k, v) for k, v in wm.items()) + ".",

@@ -85,6 +85,8 @@ class DemoConfig:
             ``goal_image`` (pixel MSE to the goal image).
         pusher_weight: weight of the pusher shaping of the ``push`` cost.
         keep_out_weight: weight of the ``push`` cost's keep-out term (see :class:`PushCost`).
+        finger_calibration: fit the ``push`` cost's finger detector on the training rollouts'
+            recorded pusher positions (:func:`calibrate_finger`); off: the rod-as-a-bar heuristic.
         planner: ``cem``, ``icem`` or ``mppi``.
         population: candidates per planner iteration.
         planner_iterations: planner iterations per plan.
@@ -119,6 +121,7 @@ class DemoConfig:
     cost: str = "push"
     pusher_weight: float = 0.5
     keep_out_weight: float = 2.0
+    finger_calibration: bool = True
     planner: str = "cem"
     population: int = 200
     planner_iterations: int = 3
@@ -285,7 +288,7 @@ class PushCost:
                  pusher_colour: Sequence[float] = PUSHER_COLOUR, block_threshold: float = 0.1,
                  pusher_threshold: float = 0.1, pusher_weight: float = 0.5, behind: float = 3.0,
                  keep_out: float = 6.0, keep_out_weight: float = 2.0, track_sigma: float = 3.0,
-                 final_weight: float = 1.0, min_mass: float = 0.5) -> None:
+                 final_weight: float = 1.0, min_mass: float = 0.5, finger_map: torch.Tensor | None = None) -> None:
         from mbvc.errors import ShapeError
 
         background = torch.as_tensor(background, dtype=torch.float32)
@@ -307,6 +310,12 @@ class PushCost:
         self.keep_out, self.keep_out_weight = keep_out, keep_out_weight
         self.track_sigma = track_sigma
         self.final_weight, self.min_mass = final_weight, min_mass
+        if finger_map is not None:
+            finger_map = torch.as_tensor(finger_map, dtype=torch.float32)
+            if finger_map.shape != (2, len(_finger_features(torch.zeros(2)))):
+                raise ShapeError(f"PushCost finger_map must be (2, {len(_finger_features(torch.zeros(2)))}) "
+                                 f"(see calibrate_finger), got {tuple(finger_map.shape)}")
+        self.finger_map = finger_map
 
     def _weights(self, frames: torch.Tensor, direction: torch.Tensor, threshold: float) -> torch.Tensor:
         from mbvc.errors import ShapeError
@@ -348,9 +357,23 @@ class PushCost:
             masses.append(mass)
         return torch.stack(positions, dim=1), torch.stack(masses, dim=1)
 
+    def rod_centroid(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Centroid ``... x 2`` (row, col) and weight ``...`` of the pusher's rod."""
+        return _centroid(self._weights(frames, self.pusher_dir, self.pusher_threshold))
+
     def pusher_position(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Finger position ``... x 2`` (row, col) and rod weight ``...``."""
-        pos, mass = _centroid(self._weights(frames, self.pusher_dir, self.pusher_threshold))
+        """Finger position ``... x 2`` (row, col), in the block's pixel frame, and rod weight ``...``.
+
+        With a ``finger_map`` (:func:`calibrate_finger`) it is a quadratic function of the rod's
+        centroid fitted on recorded frames; without, the rod is taken as a vertical bar from the
+        top edge to the finger (twice its centroid row), which is off by 1-2 pixels where the
+        perspective tilts the rod. Both use the centroid only, so a blurry prediction of the rod
+        gives the same finger position as a sharp one.
+        """
+        pos, mass = self.rod_centroid(frames)
+        if self.finger_map is not None:
+            fm = self.finger_map.to(frames.device, frames.dtype)
+            return _finger_features(pos) @ fm.T, mass
         row = 2.0 * pos[..., 0] + 0.5  # the rod spans rows 0 .. finger: its centroid is half way
         return torch.stack([row, pos[..., 1]], dim=-1), mass
 
@@ -390,6 +413,65 @@ class PushCost:
         return weighted_sum(cost, None, self.final_weight)
 
 
+def _finger_features(rod: torch.Tensor) -> torch.Tensor:
+    """Quadratic features ``... x 6`` of rod centroids ``... x 2`` for the finger map."""
+    r, c = rod[..., 0], rod[..., 1]
+    return torch.stack([r, c, r * r, r * c, c * c, torch.ones_like(r)], dim=-1)
+
+
+def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3000,
+                     min_gap: float = 0.05) -> dict[str, Any]:
+    """Fit :class:`PushCost`'s finger map on recorded rollouts; returns the map and its error.
+
+    The rollouts record the pusher's and the block's table positions with every frame (as BAIR
+    records the end effector's). Camera calibration from them: an affine map from table
+    position to the block's detected pixel position (fitted on frames where the pusher is at
+    least ``min_gap`` metres from the block, so that it hides none of it); the finger's target
+    pixel is that map applied to the pusher's position, i.e. where the block would be seen if
+    it stood at the finger, which is the frame the cost compares them in. A least-squares
+    quadratic in the rod's centroid then predicts it (about 1 pixel of error where the bar
+    heuristic has 2). Half the frames fit, the other half measure the error.
+
+    Returns:
+        ``{"finger_map": (2, 6) tensor, "error_px": mean error on held-out frames,
+        "bar_error_px": the heuristic's error on them, "frames": frames used}``.
+    """
+    from envs.scene import StateLayout
+    from mbvc.data.rollouts import RolloutDataset
+    from mbvc.errors import DataError
+
+    pairs = RolloutDataset(data_root, seq_len=1, stride=1, uint8=True)
+    step = max(1, len(pairs) // max_frames)
+    blocks, rods, block_xy, pusher_xy = [], [], [], []
+    layout = StateLayout(1)
+    obj = layout.object(0)
+    for i in range(0, len(pairs), step):
+        item = pairs[i]
+        if "states" not in item:
+            raise DataError(f"{data_root}: the rollouts record no states; calibrate_finger needs the pusher's position")
+        frame = item["frames"][0].float() / 255.0
+        state = torch.as_tensor(item["states"][0], dtype=torch.float32)
+        (b, bm), (r, rm) = cost.block_position(frame), cost.rod_centroid(frame)
+        if bm < cost.min_mass or rm < cost.min_mass:
+            continue
+        blocks.append(b), rods.append(r), block_xy.append(state[obj][:2]), pusher_xy.append(state[:2])
+    if len(blocks) < 50:
+        raise DataError(f"{data_root}: only {len(blocks)} frames show both the block and the pusher; "
+                        "calibrate_finger needs at least 50")
+    blocks, rods, block_xy, pusher_xy = map(torch.stack, (blocks, rods, block_xy, pusher_xy))
+    ones = torch.ones(len(blocks), 1)
+    clear = (block_xy - pusher_xy).norm(dim=-1) > min_gap
+    camera = torch.linalg.lstsq(torch.cat([block_xy, ones], 1)[clear].double(), blocks[clear].double()).solution
+    target = (torch.cat([pusher_xy, ones], 1).double() @ camera).float()
+    feats = _finger_features(rods)
+    fit = torch.arange(len(feats)) % 2 == 0
+    finger_map = torch.linalg.lstsq(feats[fit].double(), target[fit].double()).solution.T.float()
+    err = (feats[~fit] @ finger_map.T - target[~fit]).norm(dim=-1).mean()
+    bar = torch.stack([2.0 * rods[~fit, 0] + 0.5, rods[~fit, 1]], -1)
+    bar_err = (bar - target[~fit]).norm(dim=-1).mean()
+    return {"finger_map": finger_map, "error_px": float(err), "bar_error_px": float(bar_err), "frames": len(feats)}
+
+
 def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / v.norm().clamp_min(1e-6)
 
@@ -424,14 +506,37 @@ def background_image(data_root: str | os.PathLike, max_frames: int = 1500) -> to
     return frames.float().median(dim=0).values / 255.0
 
 
-def build_cost(cfg: DemoConfig, background: torch.Tensor | None = None) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+def cost_from_data(cfg: DemoConfig, data_root: str | os.PathLike) -> Callable[[torch.Tensor, Any], torch.Tensor]:
+    """:func:`build_cost` with what the ``push`` cost learns from the training rollouts in ``data_root``:
+    the background and, with ``cfg.finger_calibration``, the finger map."""
+    if cfg.cost != "push":
+        return build_cost(cfg)
+    background = background_image(data_root)
+    finger_map = None
+    if cfg.finger_calibration:
+        from mbvc.errors import DataError
+
+        try:
+            fit = calibrate_finger(PushCost(background), data_root)
+        except DataError as exc:  # e.g. the tiny configuration's few frames
+            log.warning("push cost: finger calibration impossible (%s); using the rod-as-a-bar heuristic", exc)
+            return build_cost(cfg, background)
+        log.info("push cost: finger detector calibrated on %d frames, %.2f px error (rod-as-a-bar: %.2f px)",
+                 fit["frames"], fit["error_px"], fit["bar_error_px"])
+        finger_map = fit["finger_map"]
+    return build_cost(cfg, background, finger_map)
+
+
+def build_cost(cfg: DemoConfig, background: torch.Tensor | None = None,
+               finger_map: torch.Tensor | None = None) -> Callable[[torch.Tensor, Any], torch.Tensor]:
     """The image cost the demo's MPC agent plans with (``cfg.cost``); ``push`` needs the background."""
     from agents.costs import DesignatedPixelCost, GoalImageCost
 
     if cfg.cost == "push":
         if background is None:
             raise ConfigError("the push cost needs the background image (background_image(data_root))")
-        return PushCost(background, pusher_weight=cfg.pusher_weight, keep_out_weight=cfg.keep_out_weight)
+        return PushCost(background, pusher_weight=cfg.pusher_weight, keep_out_weight=cfg.keep_out_weight,
+                        finger_map=finger_map)
     if cfg.cost == "designated_pixel":
         return DesignatedPixelCost(BLOCK_COLOUR)
     return GoalImageCost()
@@ -703,7 +808,8 @@ def _evaluate(name: str, agent: Any, env: Any, seeds: Sequence[int], goal_fn: Ca
 
 def evaluate_settings(cfg: DemoConfig) -> dict[str, Any]:
     """The settings that determine the evaluation (besides the model)."""
-    keys = ("eval_episodes", "goal_distance", "eval_episode_length", "cost", "pusher_weight", "keep_out_weight", "planner",
+    keys = ("eval_episodes", "goal_distance", "eval_episode_length", "cost", "pusher_weight", "keep_out_weight",
+            "finger_calibration", "planner",
             "population", "planner_iterations", "horizon", "replan_every", "oracle_planner", "oracle_population",
             "seed", "gif_scale")
     d = cfg.to_dict()
@@ -739,8 +845,7 @@ def evaluate_stage(cfg: DemoConfig, out: Path, device: torch.device) -> dict[str
     try:
         planner = PlannerConfig(cfg.planner, num_iterations=cfg.planner_iterations, population_size=cfg.population,
                                 seed=cfg.seed)
-        background = background_image(out / "data" / "train")
-        mpc = MPCAgent(PredRNNModel(net), build_cost(cfg, background), planner, horizon=cfg.horizon,
+        mpc = MPCAgent(PredRNNModel(net), cost_from_data(cfg, out / "data" / "train"), planner, horizon=cfg.horizon,
                        action_space=env.action_space, replan_every=cfg.replan_every, record_predictions=True)
         recorder = RecordingAgent(mpc, record=True)
         goals: list[np.ndarray] = []
@@ -1026,5 +1131,6 @@ def results_table(report: dict[str, Any]) -> str:
 __all__ = [
     "DemoConfig", "DemoRun", "EpisodeMixPolicy", "PushCost", "RecordingAgent", "build_cost", "clear_goal_image",
     "collect_stage", "data_policy", "demo_config", "episode_gif_frames", "eval_seeds", "evaluate_stage",
-    "make_eval_env", "prepare_out_dir", "results_table", "run_demo", "train_stage", "train_world_model",
+    "make_eval_env", "prepare_out_dir", "cost_from_data", "calibrate_finger", "results_table", "run_demo", "train_stage",
+    "train_world_model",
 ]

@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replan-every", type=int, help="actions executed per plan (default 2)")
     parser.add_argument("--cost", choices=("push", "designated_pixel", "goal_image"),
                         help="image cost of the MPC agent (default push)")
+    parser.add_argument("--no-finger-calibration", action="store_true",
+                        help="push cost: locate the finger with the rod-as-a-bar heuristic instead of a detector "
+                             "calibrated on the collected rollouts")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the push-demo preset, e.g. model.num_hidden=[32,32] (repeatable)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         tiny=args.tiny, episodes=args.episodes, episode_length=args.episode_length, num_envs=args.num_envs,
         train_minutes=args.train_minutes, iterations=args.iterations, eval_episodes=args.eval_episodes,
         population=args.population, horizon=args.horizon, replan_every=args.replan_every, cost=args.cost,
+        finger_calibration=False if args.no_finger_calibration else None,
         train_overrides=tuple(args.overrides) or None, device=args.device, seed=args.seed, threads=args.threads,
         progress=False if args.no_progress else None,
     )

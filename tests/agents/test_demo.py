@@ -189,3 +189,23 @@ def test_episode_mix_policy_draws_from_the_seed():
     assert draws == again and 0 < sum(draws) < 40  # deterministic per seed, both policies used
     with pytest.raises(ConfigError):
         EpisodeMixPolicy([(0.0, a)])
+
+
+def test_finger_calibration_on_recorded_rollouts_beats_the_bar_heuristic(tmp_path):
+    from envs.collect import CollectConfig, collect
+    from mbvc.demo import ENV_ID, background_image, calibrate_finger
+    from mbvc.errors import ShapeError
+
+    root = tmp_path / "rollouts"
+    collect(root, CollectConfig(env_id=ENV_ID, num_episodes=10, policy="mbvc.demo:data_policy", seed=3,
+                                image_size=32, episode_length=20, num_envs=1, progress=False))
+    cost = PushCost(background_image(root))
+    fit = calibrate_finger(cost, root)
+    assert fit["finger_map"].shape == (2, 6) and fit["frames"] >= 50
+    # the fitted map puts the finger where the block would be seen at the pusher's position
+    assert fit["error_px"] < 1.5 and fit["error_px"] < 0.75 * fit["bar_error_px"]
+    calibrated = PushCost(cost.background, finger_map=fit["finger_map"])
+    frame = _scene((20, 10), (14, 25))
+    assert calibrated.pusher_position(frame)[0].shape == (2,)
+    with pytest.raises(ShapeError, match="finger_map"):
+        PushCost(cost.background, finger_map=torch.zeros(2, 3))
