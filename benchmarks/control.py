@@ -10,9 +10,12 @@ Agents (all on ``mbvc/Push-v0`` with the demo's held-out goals, ending on succes
 * ``sb3_<algo>_pixels`` / ``sb3_<algo>_state``: stable-baselines3 trained for as many environment
   steps as the world models' data holds.
 
-The world models come from the demo's output folder (``--demo-dir``; the demo's collect and
-train stages run there first when they have not, and a finished demo is reused as is); PredRNN
-and the SB3 policies are trained once into ``--work-dir`` and reused on later runs.
+The data come from the demo's output folder (``--demo-dir``; the demo's collect stage runs
+there first when it has not). The world models are the demo's PredRNN-V2 (its 8-minute
+training) and a PredRNN trained as long, or, with ``--train-iterations N``, both trained for N
+iterations; they and the SB3 policies are trained once into ``--work-dir`` and reused on later
+runs. Rows of agents not run are kept from the results file when the settings match, so agents
+can be (re)run separately, even at the same time in separate processes.
 
 Planning time: per model, the mean time of one plan at the default planner settings (200
 candidates x 3 iterations, horizon 10) from real observations, on the planning device; with
@@ -22,6 +25,8 @@ one plan per control step that is the time per step. Results go to
 Usage:
     python benchmarks/control.py --episodes 50                 # the full benchmark (hours on a busy CPU)
     python benchmarks/control.py --episodes 50 --mpc-episodes 20 --threads 1
+    python benchmarks/control.py --episodes 50 --train-iterations 14000 --threads 1   # the published table
+    python benchmarks/control.py --agents predrnn_v2_mpc --timing-only  # planning time alone, on an idle machine
     python benchmarks/control.py --quick                       # a smoke run: tiny everything
 """
 from __future__ import annotations
@@ -65,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-iterations", type=int, help="train both world models for this many iterations into "
                    "--work-dir (reused when there) instead of using the demo's 8-minute PredRNN-V2 and a PredRNN "
                    "trained as long")
+    p.add_argument("--timing-only", action="store_true", help="measure the MPC agents' planning time only (on an "
+                   "idle machine, say), keeping their success rows from the results file")
     p.add_argument("--sb3-algo", default="ppo", choices=("ppo", "sac"))
     p.add_argument("--timing-plans", type=int, default=5, help="plans timed per model (after one warm-up)")
     p.add_argument("--device", default="cpu", help="planning device: cpu or cuda (default %(default)s)")
@@ -118,7 +125,7 @@ def settings(cfg: Any) -> dict[str, Any]:
     return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in TASK_KEYS + PLANNER_KEYS}
 
 
-def previous_rows(path: Path, wanted: list[str], cfg: Any) -> dict[str, Any]:
+def previous_rows(path: Path, wanted: list[str], cfg: Any, timing_only: bool = False) -> dict[str, Any]:
     """Rows of an earlier run in ``path`` for the agents not run now: all of them when its task and
     planner settings are the current ones, only the non-planning agents' when just the task is."""
     if not path.is_file():
@@ -136,7 +143,7 @@ def previous_rows(path: Path, wanted: list[str], cfg: Any) -> dict[str, Any]:
         return {}
     same_planner = all(before.get(k) == now[k] for k in PLANNER_KEYS)
     keep_row = lambda k: k not in wanted and (same_planner or k not in MPC_AGENTS)
-    keep = {k: v for k, v in old.get("results", {}).items() if keep_row(k)}
+    keep = {k: v for k, v in old.get("results", {}).items() if keep_row(k) or (timing_only and same_planner)}
     timing = {k: v for k, v in old.get("planning_time", {}).items() if keep_row(k)}
     if keep:
         log.debug("keeping the rows of %s from %s", ", ".join(keep), path)
@@ -267,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         The file is re-read first, so that runs of disjoint agents at the same time (another
         process each) all keep their rows.
         """
-        kept = {} if args.fresh or args.quick else previous_rows(stem.with_suffix(".json"), wanted, cfg)
+        kept = {} if args.fresh or args.quick else previous_rows(stem.with_suffix(".json"), wanted, cfg,
+                                                                       args.timing_only)
         rows = {**kept.get("results", {}), **results}
         times = {**kept.get("planning_time", {}), **timing}
         order = lambda d: {k: d[k] for k in sorted(d, key=lambda k: AGENTS.index(k) if k in AGENTS else 99)}
@@ -324,17 +332,20 @@ def main(argv: list[str] | None = None) -> int:
             if name in wanted:
                 model = PredRNNModel(models[key])
                 timed(name, model, image_cost, demo.clear_goal_image)
-                run_agent(name, mpc(model, image_cost), mpc_episodes, demo.clear_goal_image)
+                if not args.timing_only:
+                    run_agent(name, mpc(model, image_cost), mpc_episodes, demo.clear_goal_image)
         if "copy_last_mpc" in wanted:
             model = CopyLastFrameModel()
             timed("copy_last_mpc", model, image_cost, demo.clear_goal_image)
-            run_agent("copy_last_mpc", mpc(model, image_cost), episodes, demo.clear_goal_image)
+            if not args.timing_only:
+                run_agent("copy_last_mpc", mpc(model, image_cost), episodes, demo.clear_goal_image)
         if "oracle_mpc" in wanted:
             oracle = OracleModel(env, render=False)
             try:
                 cost = OracleStateCost(oracle, pusher_weight=demo.ORACLE_PUSHER_WEIGHT)
                 timed("oracle_mpc", oracle, cost, no_goal, cfg.oracle_planner)
-                run_agent("oracle_mpc", mpc(oracle, cost, cfg.oracle_population, cfg.oracle_planner), mpc_episodes)
+                if not args.timing_only:
+                    run_agent("oracle_mpc", mpc(oracle, cost, cfg.oracle_population, cfg.oracle_planner), mpc_episodes)
             finally:
                 oracle.close()
         for obs in ("pixels", "state"):

@@ -1129,8 +1129,8 @@ def results_table(report: dict[str, Any]) -> str:
 
 
 __all__ = [
-    "DemoConfig", "DemoRun", "EpisodeMixPolicy", "PushCost", "RecordingAgent", "build_cost", "clear_goal_image",
-    "collect_stage", "data_policy", "demo_config", "episode_gif_frames", "eval_seeds", "evaluate_stage",
-    "make_eval_env", "prepare_out_dir", "cost_from_data", "calibrate_finger", "results_table", "run_demo", "train_stage",
+    "DemoConfig", "DemoRun", "EpisodeMixPolicy", "PushCost", "RecordingAgent", "build_cost", "calibrate_finger",
+    "clear_goal_image", "collect_stage", "cost_from_data", "data_policy", "demo_config", "episode_gif_frames",
+    "eval_seeds", "evaluate_stage", "make_eval_env", "prepare_out_dir", "results_table", "run_demo", "train_stage",
     "train_world_model",
 ]
