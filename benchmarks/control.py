@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         its = 8 if args.quick else args.train_iterations
         cfg_long = demo.demo_config(tiny=args.quick, progress=False, device=args.device, iterations=its)
         for key, extra in (("predrnn_v2", []), ("predrnn", ["model.name=action_cond_predrnn"])):
-            if key == "predrnn" and "predrnn_mpc" not in wanted:
+            if f"{key}_mpc" not in wanted:
                 continue
             run_dir = args.work_dir / f"{key}-{its}"
             if not (run_dir / "model.safetensors").is_file():
