@@ -149,7 +149,8 @@ def previous_rows(path: Path, wanted: list[str], cfg: Any, timing_only: bool = F
         log.debug("keeping the rows of %s from %s", ", ".join(keep), path)
     models = {k: v for k, v in old.get("world_models", {}).items()
               if f"{k}_mpc" in keep}
-    return {"results": keep, "planning_time": timing, "world_models": models}
+    history = old.get("commands") or ([old["command"]] if "command" in old else [])
+    return {"results": keep, "planning_time": timing, "world_models": models, "commands": history}
 
 
 def reused_run(run_dir: Path, model: Any) -> dict[str, Any]:
@@ -279,9 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         rows = {**kept.get("results", {}), **results}
         times = {**kept.get("planning_time", {}), **timing}
         order = lambda d: {k: d[k] for k in sorted(d, key=lambda k: AGENTS.index(k) if k in AGENTS else 99)}
+        command = "python benchmarks/control.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        history = [c for c in kept.get("commands", []) if c != command] + [command]
         report = {
             "benchmark": "control",
-            "command": "python benchmarks/control.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": command,
+            "commands": history,
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": machine(device),
             "env": {"id": demo.ENV_ID, "image_size": cfg.image_size, "goal_distance": list(cfg.goal_distance),
@@ -428,7 +432,9 @@ def markdown(report: dict[str, Any]) -> str:
     wm = report["world_models"]
     lines += ["", "World models (trained on the demo's data): " + "; ".join(model_line(k, v) for k, v in wm.items()) + ".",
               (f"Environment steps of the world models' data (and of each SB3 policy's training): "
-               f"{report['data_env_steps']}."), "", f"Command: `{report['command']}`", ""]
+               f"{report['data_env_steps']}."), ""]
+    lines += ["Commands (the runs whose rows are here, the last one last):", ""]
+    lines += [f"* `{c}`" for c in report.get("commands", [report["command"]])] + [""]
     return "\n".join(lines)
 
 
