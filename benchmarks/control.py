@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine_info
 from mbvc.io import atomic_write, write_json
 
 log = logging.getLogger("control")
@@ -81,25 +81,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fresh", action="store_true", help="drop the rows of an existing results file (by default the "
                    "agents not run now keep their rows, when the file's task and planner settings are the same)")
     return p.parse_args(argv)
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    """Machine description, with the load average so that a busy machine's timings read as such."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "device": str(device)}
-    if hasattr(os, "getloadavg"):
-        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def planning_ms(agent: Any, env: Any, seeds: list[int], plans: int, goal_fn: Any) -> float:
@@ -153,20 +134,22 @@ def previous_rows(path: Path, wanted: list[str], cfg: Any, timing_only: bool = F
     return {"results": keep, "planning_time": timing, "world_models": models, "commands": history}
 
 
-def reused_run(run_dir: Path, model: Any) -> dict[str, Any]:
-    """What a finished training run in ``run_dir`` did, from its metrics log."""
-    import json
+def world_model(cfg: Any, data_root: Path, run_dir: Path, extra: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The model trained in ``run_dir`` (trained there first when it is not) and what its training did."""
+    from mbvc import demo
+    from mbvc.training.artifacts import load_trained
+    from mbvc.training.logger import read_jsonl
 
-    info: dict[str, Any] = {"reused": str(run_dir), "parameters": sum(p.numel() for p in model.parameters())}
-    log_file = run_dir / "metrics.jsonl"
-    if log_file.is_file():
-        for line in log_file.read_text().splitlines():
-            row = json.loads(line)
-            if "time/elapsed_s" in row:
-                info["iterations"], info["train_seconds"] = row["step"], row["time/elapsed_s"]
-            if "eval/mse" in row:
-                info["val_mse"] = row["eval/mse"]
-    return info
+    if not (run_dir / "model.safetensors").is_file():
+        demo.train_world_model(cfg, data_root, run_dir, extra=extra)
+    model = load_trained(run_dir).model
+    info: dict[str, Any] = {"run": str(run_dir), "parameters": sum(p.numel() for p in model.parameters())}
+    for row in read_jsonl(run_dir / "metrics.jsonl"):
+        if "time/elapsed_s" in row:
+            info["iterations"], info["train_seconds"] = row["step"], row["time/elapsed_s"]
+        if "eval/mse" in row:
+            info["val_mse"] = row["eval/mse"]
+    return model, info
 
 
 def summary(result: Any) -> dict[str, Any]:
@@ -198,7 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     from mbvc import demo
     from mbvc.errors import ConfigError
-    from mbvc.training.artifacts import load_trained
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -221,37 +203,22 @@ def main(argv: list[str] | None = None) -> int:
     v2_record = run.train()
     models: dict[str, Any] = {}
     trained: dict[str, Any] = {}
-    if args.train_iterations:  # both models trained here, as long as asked
+    data_root = args.demo_dir / "data"
+    # Without --train-iterations: the demo's PredRNN-V2 and a PredRNN trained as many iterations.
+    if args.train_iterations:
         its = 8 if args.quick else args.train_iterations
-        cfg_long = demo.demo_config(tiny=args.quick, progress=False, device=args.device, iterations=its)
-        for key, extra in (("predrnn_v2", []), ("predrnn", ["model.name=action_cond_predrnn"])):
-            if f"{key}_mpc" not in wanted:
-                continue
-            run_dir = args.work_dir / f"{key}-{its}"
-            if not (run_dir / "model.safetensors").is_file():
-                rec = demo.train_world_model(cfg_long, args.demo_dir / "data", run_dir, extra=extra)
-                trained[key] = {k: rec.get(k) for k in ("iterations", "train_seconds", "parameters")}
-            models[key] = load_trained(run_dir).model.to(device)
-            if key not in trained:
-                trained[key] = reused_run(run_dir, models[key])
     else:
-        models["predrnn_v2"] = load_trained(args.demo_dir / "model").model.to(device)
-        trained["predrnn_v2"] = {k: v2_record.get(k) for k in ("iterations", "train_seconds", "parameters")}
-    if "predrnn_mpc" in wanted and "predrnn" not in models:
-        run_dir = args.work_dir / "predrnn"
-        if not (run_dir / "model.safetensors").is_file():
-            extra = ["model.name=action_cond_predrnn"]
-            if cfg.iterations is None:  # the same number of iterations as the demo's PredRNN-V2
-                extra.append(f"train.iterations={v2_record['iterations']}")
-                cfg_v1 = demo.demo_config(tiny=args.quick, progress=False, device=args.device,
-                                          iterations=int(v2_record["iterations"]))
-            else:
-                cfg_v1 = cfg
-            rec = demo.train_world_model(cfg_v1, args.demo_dir / "data", run_dir, extra=extra)
-            trained["predrnn"] = {k: rec.get(k) for k in ("iterations", "train_seconds", "parameters")}
+        its = cfg.iterations or int(v2_record["iterations"])
+    cfg_train = demo.demo_config(tiny=args.quick, progress=False, device=args.device, iterations=its)
+    for key, extra in (("predrnn_v2", []), ("predrnn", ["model.name=action_cond_predrnn"])):
+        if f"{key}_mpc" not in wanted:
+            continue
+        if args.train_iterations:
+            run_dir = args.work_dir / f"{key}-{its}"
         else:
-            trained["predrnn"] = {"reused": str(run_dir)}
-        models["predrnn"] = load_trained(run_dir).model.to(device)
+            run_dir = args.demo_dir / "model" if key == "predrnn_v2" else args.work_dir / key
+        model, trained[key] = world_model(cfg_train, data_root, run_dir, extra)
+        models[key] = model.to(device)
     env_steps = int(data["env_steps"])
     setup_s = time.perf_counter() - started
 
@@ -287,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": command,
             "commands": history,
             "date": time.strftime("%Y-%m-%d %H:%M"),
-            "machine": machine(device),
+            "machine": machine_info(device),
             "env": {"id": demo.ENV_ID, "image_size": cfg.image_size, "goal_distance": list(cfg.goal_distance),
                     "episode_length": cfg.eval_episode_length, "terminate_on_success": True,
                     "success_threshold_m": 0.025},
@@ -393,7 +360,7 @@ NAMES = {
 def markdown(report: dict[str, Any]) -> str:
     """The results as a Markdown page."""
     m, p, e = report["machine"], report["planner"], report["env"]
-    load = f", load average {m['load_average'][0]} on {m['cpu_count']} CPUs" if "load_average" in m else ""
+    load = f", load average {m['load_average'][0]:.2f} on {m['cpu_count']} CPUs" if m.get("load_average") else ""
     lines = [
         "# Control benchmark: pushing a block to a goal",
         "",
@@ -424,7 +391,7 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{t['device']} | {t['plan_ms']:.0f} |")
     def model_line(name: str, info: dict[str, Any]) -> str:
         if "iterations" not in info:
-            return f"{name}: reused from {info.get('reused', '?')}"
+            return f"{name}: {info.get('run', '?')}"
         mse = f", validation MSE/frame {info['val_mse']:.1f}" if "val_mse" in info else ""
         return (f"{name}: {info['iterations']} iterations in {info.get('train_seconds') or 0:.0f} s, "
                 f"{info.get('parameters')} parameters{mse}")

@@ -312,8 +312,8 @@ class PushCost:
         self.final_weight, self.min_mass = final_weight, min_mass
         if finger_map is not None:
             finger_map = torch.as_tensor(finger_map, dtype=torch.float32)
-            if finger_map.shape != (2, len(_finger_features(torch.zeros(2)))):
-                raise ShapeError(f"PushCost finger_map must be (2, {len(_finger_features(torch.zeros(2)))}) "
+            if finger_map.shape != (2, FINGER_FEATURES):
+                raise ShapeError(f"PushCost finger_map must be (2, {FINGER_FEATURES}) "
                                  f"(see calibrate_finger), got {tuple(finger_map.shape)}")
         self.finger_map = finger_map
 
@@ -374,8 +374,7 @@ class PushCost:
         if self.finger_map is not None:
             fm = self.finger_map.to(frames.device, frames.dtype)
             return _finger_features(pos) @ fm.T, mass
-        row = 2.0 * pos[..., 0] + 0.5  # the rod spans rows 0 .. finger: its centroid is half way
-        return torch.stack([row, pos[..., 1]], dim=-1), mass
+        return _bar_finger(pos), mass
 
     def goal_position(self, goal: Any, frames: torch.Tensor) -> torch.Tensor:
         """Block position in the goal image (``C x h x w``) or a given pixel (``2``)."""
@@ -413,6 +412,14 @@ class PushCost:
         return weighted_sum(cost, None, self.final_weight)
 
 
+FINGER_FEATURES = 6  # columns of the finger map: see _finger_features
+
+
+def _bar_finger(rod: torch.Tensor) -> torch.Tensor:
+    """Finger ``... x 2`` from rod centroids: the rod spans rows 0 .. finger, so its centroid is half way."""
+    return torch.stack([2.0 * rod[..., 0] + 0.5, rod[..., 1]], dim=-1)
+
+
 def _finger_features(rod: torch.Tensor) -> torch.Tensor:
     """Quadratic features ``... x 6`` of rod centroids ``... x 2`` for the finger map."""
     r, c = rod[..., 0], rod[..., 1]
@@ -442,23 +449,21 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
 
     pairs = RolloutDataset(data_root, seq_len=1, stride=1, uint8=True)
     step = max(1, len(pairs) // max_frames)
-    blocks, rods, block_xy, pusher_xy = [], [], [], []
-    layout = StateLayout(1)
-    obj = layout.object(0)
+    frames, states = [], []
     for i in range(0, len(pairs), step):
         item = pairs[i]
         if "states" not in item:
             raise DataError(f"{data_root}: the rollouts record no states; calibrate_finger needs the pusher's position")
-        frame = item["frames"][0].float() / 255.0
-        state = torch.as_tensor(item["states"][0], dtype=torch.float32)
-        (b, bm), (r, rm) = cost.block_position(frame), cost.rod_centroid(frame)
-        if bm < cost.min_mass or rm < cost.min_mass:
-            continue
-        blocks.append(b), rods.append(r), block_xy.append(state[obj][:2]), pusher_xy.append(state[:2])
-    if len(blocks) < 50:
-        raise DataError(f"{data_root}: only {len(blocks)} frames show both the block and the pusher; "
+        frames.append(item["frames"][0])
+        states.append(torch.as_tensor(item["states"][0], dtype=torch.float32))
+    frames_f, states_t = torch.stack(frames).float() / 255.0, torch.stack(states)
+    (blocks, block_mass), (rods, rod_mass) = cost.block_position(frames_f), cost.rod_centroid(frames_f)
+    seen = (block_mass >= cost.min_mass) & (rod_mass >= cost.min_mass)
+    if int(seen.sum()) < 50:
+        raise DataError(f"{data_root}: only {int(seen.sum())} frames show both the block and the pusher; "
                         "calibrate_finger needs at least 50")
-    blocks, rods, block_xy, pusher_xy = map(torch.stack, (blocks, rods, block_xy, pusher_xy))
+    blocks, rods, states_t = blocks[seen], rods[seen], states_t[seen]
+    block_xy, pusher_xy = states_t[:, StateLayout(1).object(0)][:, :2], states_t[:, :2]
     ones = torch.ones(len(blocks), 1)
     clear = (block_xy - pusher_xy).norm(dim=-1) > min_gap
     camera = torch.linalg.lstsq(torch.cat([block_xy, ones], 1)[clear].double(), blocks[clear].double()).solution
@@ -467,8 +472,7 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
     fit = torch.arange(len(feats)) % 2 == 0
     finger_map = torch.linalg.lstsq(feats[fit].double(), target[fit].double()).solution.T.float()
     err = (feats[~fit] @ finger_map.T - target[~fit]).norm(dim=-1).mean()
-    bar = torch.stack([2.0 * rods[~fit, 0] + 0.5, rods[~fit, 1]], -1)
-    bar_err = (bar - target[~fit]).norm(dim=-1).mean()
+    bar_err = (_bar_finger(rods[~fit]) - target[~fit]).norm(dim=-1).mean()
     return {"finger_map": finger_map, "error_px": float(err), "bar_error_px": float(bar_err), "frames": len(feats)}
 
 
