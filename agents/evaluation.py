@@ -111,3 +111,54 @@ def evaluate_agent(
         log.info("episode %d (seed %d): success=%s distance=%.4f", index, seed, ep.success, ep.final_distance)
         result.episodes.append(ep)
     return result
+
+
+def run_episodes(
+    name: str,
+    agent: Agent,
+    env: gym.Env,
+    seeds: Sequence[int],
+    *,
+    goal_fn: Callable[[gym.Env], Any] = goal_from_env,
+    done: Sequence[EpisodeResult] = (),
+    on_episode: Callable[[EpisodeResult, Agent], None] | None = None,
+    progress: bool = False,
+    max_steps: int | None = None,
+) -> EvalResult:
+    """Score ``agent`` on ``seeds`` one episode at a time, skipping episodes already done.
+
+    The loop behind ``mbvc plan`` and the demo: a progress bar per agent, and resumable
+    (episodes are seeded one by one, so an episode's outcome does not depend on which ran
+    before it).
+
+    Args:
+        name: the agent's name on the progress bar and in the log.
+        agent: any :class:`~agents.core.Agent`.
+        env: the environment.
+        seeds: the ``reset`` seeds, in order.
+        goal_fn: what :meth:`Agent.reset` receives as ``goal``.
+        done: results of episodes finished earlier; their seeds are not run again.
+        on_episode: ``on_episode(result, agent)`` after each new episode (e.g. to save it).
+        progress: show a tqdm bar.
+        max_steps: optional cap on steps per episode.
+
+    Returns:
+        The :class:`EvalResult` of every seed, in the order of ``seeds``.
+    """
+    from tqdm.auto import tqdm
+
+    finished = {e.seed: e for e in done}
+    result = EvalResult()
+    with tqdm(list(seeds), desc=f"{name}", unit="ep", disable=not progress) as bar:
+        for seed in bar:
+            if seed in finished:
+                result.episodes.append(finished[seed])
+                continue
+            episode = evaluate_agent(agent, env, [seed], goal_fn=goal_fn, max_steps=max_steps).episodes[0]
+            result.episodes.append(episode)
+            if on_episode is not None:
+                on_episode(episode, agent)
+            bar.set_postfix(success=f"{result.success_rate:.0%}", refresh=False)
+    log.info("%s: success %.0f%% over %d episodes, final distance %.4f", name, 100 * result.success_rate,
+             len(result.episodes), result.final_distance)
+    return result

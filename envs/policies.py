@@ -1,4 +1,4 @@
-"""Policies that need no learning: uniform random, a scripted pusher, and a noisy mix of both.
+"""Policies that need no learning: uniform random, a scripted pusher, and mixes of both.
 
 Every policy is a callable ``policy(obs) -> action`` with ``reset(seed)`` called at the start
 of an episode, so that collection can seed each episode's policy noise independently of the
@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import gymnasium as gym
@@ -243,7 +243,62 @@ def as_policy(obj: Any) -> Policy:
     raise ConfigError(f"a policy must be callable as policy(obs) or have act(obs), got {type(obj).__name__}")
 
 
-POLICIES = ("random", "scripted", "mixed")
+class EpisodeMixPolicy:
+    """Per episode, one of several policies, drawn from the episode's seed.
+
+    Mixing whole episodes (rather than steps) keeps both kinds of trajectory in the data: the
+    noisy scripted pusher's deliberate pushes from every side, and random actions like a
+    planner's candidates, including long stretches without contact.
+
+    Args:
+        policies: ``(weight, policy)`` pairs; each policy has ``reset(seed)`` and ``__call__(obs)``.
+        seed: seed of the draw when :meth:`reset` gets no seed.
+    """
+
+    def __init__(self, policies: Sequence[tuple[float, Policy]], seed: int | None = None) -> None:
+        weights = np.asarray([w for w, _ in policies], dtype=np.float64)
+        if len(policies) == 0 or np.any(weights < 0) or weights.sum() <= 0:
+            raise ConfigError(f"EpisodeMixPolicy needs (weight >= 0, policy) pairs with a positive sum, got {weights}")
+        self.weights = weights / weights.sum()
+        self.policies = [p for _, p in policies]
+        self.rng = np.random.default_rng(seed)
+        self.current = self.policies[0]
+
+    def reset(self, seed: int | None = None) -> None:
+        """Draw this episode's policy (from ``seed`` when given) and reset it."""
+        rng = np.random.default_rng([seed, 17]) if seed is not None else self.rng
+        self.current = self.policies[int(rng.choice(len(self.policies), p=self.weights))]
+        self.current.reset(seed)
+
+    def __call__(self, obs: Any) -> np.ndarray:
+        return self.current(obs)
+
+
+#: Fraction of ``episode_mix`` episodes driven by uniform random actions (the rest: ``mixed``).
+RANDOM_EPISODES = 0.25
+
+#: Registered policies: ``factory(env, seed, noise_std, random_prob) -> Policy``.
+POLICY_FACTORIES: dict[str, Callable[[gym.Env, int | None, float, float], Policy]] = {
+    "random": lambda env, seed, noise, prob: RandomPolicy(env.action_space, seed),
+    "scripted": lambda env, seed, noise, prob: ScriptedPushPolicy.from_env(env),
+    "mixed": lambda env, seed, noise, prob: NoisyPolicy(ScriptedPushPolicy.from_env(env), env.action_space,
+                                                        noise, prob, seed),
+    # The demo's data: whole episodes of ``mixed`` (deliberate, varied contacts) or of ``random``
+    # (coverage of the action space that a planner samples).
+    "episode_mix": lambda env, seed, noise, prob: EpisodeMixPolicy([
+        (1.0 - RANDOM_EPISODES, NoisyPolicy(ScriptedPushPolicy.from_env(env), env.action_space, noise, prob, None)),
+        (RANDOM_EPISODES, RandomPolicy(env.action_space, None))]),
+}
+POLICIES = tuple(POLICY_FACTORIES)
+
+
+def register_policy(name: str, factory: Callable[[gym.Env, int | None, float, float], Policy]) -> None:
+    """Make ``factory(env, seed, noise_std, random_prob)`` available to :func:`make_policy` as ``name``."""
+    global POLICIES
+    if ":" in name:
+        raise ConfigError(f"a policy name cannot contain ':' (that is the module:factory form), got {name!r}")
+    POLICY_FACTORIES[name] = factory
+    POLICIES = tuple(POLICY_FACTORIES)
 
 
 def make_policy(name: str, env: gym.Env, seed: int | None = None, noise_std: float = 0.3,
@@ -251,10 +306,12 @@ def make_policy(name: str, env: gym.Env, seed: int | None = None, noise_std: flo
     """Build a policy by name for ``env``.
 
     Args:
-        name: ``"random"``, ``"scripted"``, ``"mixed"`` (scripted with noise and random
-            actions), or ``"package.module:factory"`` where ``factory(env, **policy_kwargs)``
-            returns a policy, a plain ``f(obs) -> action`` or a trained agent (an object
-            with ``act(obs)`` and ``reset(obs, goal, seed)``, see :class:`AgentPolicy`).
+        name: a registered name (``"random"``, ``"scripted"``, ``"mixed"``: scripted with noise
+            and random actions, ``"episode_mix"``: per episode ``mixed`` or ``random``; see
+            :func:`register_policy`), or ``"package.module:factory"`` where
+            ``factory(env, **policy_kwargs)`` returns a policy, a plain ``f(obs) -> action`` or a
+            trained agent (an object with ``act(obs)`` and ``reset(obs, goal, seed)``, see
+            :class:`AgentPolicy`).
         env: the environment (only its spaces and, for scripted policies, its scene are used).
         seed: seed of the policy's randomness.
         noise_std: Gaussian noise of ``"mixed"``.
@@ -264,12 +321,8 @@ def make_policy(name: str, env: gym.Env, seed: int | None = None, noise_std: flo
     if policy_kwargs and ":" not in name:
         raise ConfigError(f"policy_kwargs are only for 'module:factory' policies, got {name!r} "
                           f"with {sorted(policy_kwargs)}")
-    if name == "random":
-        return RandomPolicy(env.action_space, seed)
-    if name == "scripted":
-        return ScriptedPushPolicy.from_env(env)
-    if name == "mixed":
-        return NoisyPolicy(ScriptedPushPolicy.from_env(env), env.action_space, noise_std, random_prob, seed)
+    if name in POLICY_FACTORIES:
+        return POLICY_FACTORIES[name](env, seed, noise_std, random_prob)
     if ":" in name:
         return as_policy(_load_factory(name)(env, **(policy_kwargs or {})))
     raise ConfigError(f"unknown policy {name!r}, expected one of {list(POLICIES)} or 'module:factory'"

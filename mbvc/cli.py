@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from mbvc.errors import MbvcError
 
 # Order is the order shown by `mbvc --help`.
-COMMANDS = ("train", "test", "evaluate", "predict", "convert", "collect", "demo", "visualize")
+COMMANDS = ("train", "test", "evaluate", "predict", "convert", "collect", "plan", "demo", "visualize")
 
 
 def say(*parts: object) -> None:

@@ -102,6 +102,10 @@ def model_config_from_preset(name_or_path: str | os.PathLike, overrides: Sequenc
 
 
 SECTIONS = ("model", "data", "train", "eval")
+#: Sections of the application layer (collection, cost, planning, the demo), kept as plain
+#: mappings here and validated by their own dataclasses where they are used
+#: (:func:`section_config`; the core does not import the packages that define them).
+APP_SECTIONS = ("collect", "cost", "plan", "demo")
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class RunConfig:
         train: optimisation, curriculum, checkpoints, logging.
         eval: context and horizon of evaluation (independent of the training length).
         source: the YAML file it was read from.
+        app: the application sections present (``collect``, ``cost``, ``plan``, ``demo``) as mappings.
     """
 
     model: ModelConfig
@@ -121,6 +126,7 @@ class RunConfig:
     train: TrainConfig
     eval: EvalSettings
     source: str = ""
+    app: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         where = self.source or "config"
@@ -144,6 +150,7 @@ class RunConfig:
             "data": _plain(dataclasses.asdict(self.data)),
             "train": _plain(dataclasses.asdict(self.train)),
             "eval": _plain(dataclasses.asdict(self.eval)),
+            **{k: _plain(v) for k, v in self.app.items()},
         }
 
     def to_yaml(self) -> str:
@@ -155,9 +162,13 @@ class RunConfig:
         """Validate a nested dict of sections, naming ``source`` and the key in every error."""
         data = {k: v for k, v in data.items() if k != "_source"}
         for key in data:
-            if key not in SECTIONS:
-                raise ConfigError(f"{source}: unknown section {key!r}; expected {', '.join(SECTIONS)}."
-                                  + did_you_mean(key, SECTIONS))
+            if key not in SECTIONS + APP_SECTIONS:
+                raise ConfigError(f"{source}: unknown section {key!r}; expected {', '.join(SECTIONS + APP_SECTIONS)}."
+                                  + did_you_mean(key, SECTIONS + APP_SECTIONS))
+        app = {k: data[k] for k in APP_SECTIONS if data.get(k) is not None}
+        for key, value in app.items():
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{key}' must be a mapping, got {type(value).__name__}")
         for key in ("model", "data"):
             if not isinstance(data.get(key), dict):
                 raise ConfigError(f"{source}: a '{key}' section (a mapping) is required")
@@ -171,7 +182,7 @@ class RunConfig:
             raise ConfigError(f"{source}: data: {e}") from None
         train = _structured(TrainConfig, data.get("train") or {}, "train", source)
         evaluation = _structured(EvalSettings, data.get("eval") or {}, "eval", source)
-        return cls(model, data_cfg, train, evaluation, source)
+        return cls(model, data_cfg, train, evaluation, source, app)
 
 
 def _plain(value: Any) -> Any:
@@ -199,6 +210,25 @@ def _structured(cls: type, values: Any, section: str, source: str) -> Any:
         raise ConfigError(f"{source}: {key}: {str(e).splitlines()[0]}") from None
     except ConfigError as e:  # __post_init__ validation
         raise ConfigError(f"{source}: {e}") from None
+
+
+def section_config(cls: type, cfg: RunConfig | dict[str, Any], section: str, source: str | None = None) -> Any:
+    """Validate an application section (absent: all defaults) with its dataclass ``cls``.
+
+    Args:
+        cls: the section's frozen dataclass (e.g. ``agents.planners.PlannerConfig`` for ``plan``).
+        cfg: a :class:`RunConfig`, or a mapping of sections.
+        section: the section's name.
+        source: the file named in errors (default: the run config's source).
+
+    Raises:
+        ConfigError: an unknown key or a value of the wrong type or range, naming the file and the key.
+    """
+    if isinstance(cfg, RunConfig):
+        values, source = cfg.app.get(section), source or cfg.source
+    else:
+        values = cfg.get(section)
+    return _structured(cls, values or {}, section, source or "config")
 
 
 def load_run_config(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) -> RunConfig:

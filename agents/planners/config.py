@@ -29,6 +29,8 @@ class PlannerConfig:
         keep_elites: fraction of elites carried over (``None`` = iCEM 0.3, CEM 0).
         temperature: MPPI temperature relative to the cost range.
         seed: planner seed (``None``: torch's global RNG).
+        horizon: planning horizon H of an MPC agent (actions per plan).
+        replan_every: actions an MPC agent executes per plan (1 <= replan_every <= horizon).
     """
 
     name: str = "cem"
@@ -42,6 +44,8 @@ class PlannerConfig:
     keep_elites: float | None = None
     temperature: float = 0.1
     seed: int | None = None
+    horizon: int = 10
+    replan_every: int = 1
 
     def __post_init__(self) -> None:
         if self.name not in PLANNERS:
@@ -49,6 +53,13 @@ class PlannerConfig:
                 f"planner name must be one of {sorted(PLANNERS)}, got {self.name!r}."
                 + did_you_mean(self.name, PLANNERS)
             )
+        for key in ("num_iterations", "population_size", "horizon"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"plan.{key} must be a positive integer, got {value!r}")
+        if not 1 <= self.replan_every <= self.horizon:
+            raise ConfigError(f"plan.replan_every must be between 1 and plan.horizon ({self.horizon}), "
+                              f"got {self.replan_every!r}")
 
     def replace(self, **changes: Any) -> PlannerConfig:
         """Return a copy with ``changes`` applied (validated again)."""

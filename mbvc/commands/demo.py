@@ -1,4 +1,8 @@
-"""``mbvc demo``: collect push rollouts, train a PredRNN-V2 world model, plan with it (resumable)."""
+"""``mbvc demo``: collect push rollouts, train a world model, plan with it (resumable).
+
+The same calls as ``mbvc collect``, ``mbvc train`` and ``mbvc plan`` (docs/demo.md shows them
+one by one), with every setting in the ``push-demo`` preset's sections.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,35 +14,43 @@ from mbvc.cli import say
 HELP = ("the end-to-end demo: collect pushing rollouts, train an action-conditioned PredRNN-V2, "
         "run visual MPC on held-out goals next to random and oracle agents")
 
+#: Command-line shortcuts for preset fields (``--set section.key=value`` reaches every field).
+SHORTCUTS = {"episodes": "collect.num_episodes", "episode_length": "collect.episode_length",
+             "num_envs": "collect.num_envs", "train_minutes": "demo.train_minutes",
+             "eval_episodes": "demo.eval_episodes", "population": "plan.population_size", "horizon": "plan.horizon",
+             "replan_every": "plan.replan_every", "cost": "cost.name", "device": "demo.device", "seed": "demo.seed",
+             "threads": "demo.threads"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"),
                         help="output folder; finished stages found there are skipped (default: %(default)s)")
-    parser.add_argument("--episodes", type=int, help="training episodes to collect (default 500; tiny 6)")
-    parser.add_argument("--episode-length", type=int, help="steps per collected episode (default 30)")
-    parser.add_argument("--num-envs", type=int, help="collection worker processes (default 2)")
+    parser.add_argument("--preset", default="push-demo", help="preset with the demo's sections (default: %(default)s)")
+    parser.add_argument("--episodes", type=int, help="training episodes to collect (collect.num_episodes)")
+    parser.add_argument("--episode-length", type=int, help="steps per collected episode (collect.episode_length)")
+    parser.add_argument("--num-envs", type=int, help="collection worker processes (collect.num_envs)")
     budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--iterations", type=int,
+                        help="training iterations, the curriculum scaled to them (default: the preset's train.iterations)")
     budget.add_argument("--train-minutes", type=float,
-                        help="training time budget; the iterations are fitted to it (default 8)")
-    budget.add_argument("--iterations", type=int, help="training iterations (instead of a time budget; reproducible)")
-    parser.add_argument("--eval-episodes", type=int, help="evaluation episodes per agent (default 10)")
-    parser.add_argument("--population", type=int, help="planner candidates per iteration (default 200)")
-    parser.add_argument("--horizon", type=int, help="planning horizon (default 10)")
-    parser.add_argument("--replan-every", type=int, help="actions executed per plan (default 2)")
-    parser.add_argument("--cost", choices=("push", "designated_pixel", "goal_image"),
-                        help="image cost of the MPC agent (default push)")
+                        help="opt-in time budget: fit the iterations to it on this machine (not reproducible)")
+    parser.add_argument("--eval-episodes", type=int, help="evaluation episodes per agent (demo.eval_episodes)")
+    parser.add_argument("--population", type=int, help="planner candidates per iteration (plan.population_size)")
+    parser.add_argument("--horizon", type=int, help="planning horizon (plan.horizon)")
+    parser.add_argument("--replan-every", type=int, help="actions executed per plan (plan.replan_every)")
+    parser.add_argument("--cost", help="image cost: push, designated_pixel, goal_image, lpips or module:name (cost.name)")
     parser.add_argument("--no-finger-calibration", action="store_true",
                         help="push cost: locate the finger with the rod-as-a-bar heuristic instead of a detector "
                              "calibrated on the collected rollouts")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a field of the push-demo preset, e.g. model.num_hidden=[32,32] (repeatable)")
+                        help="override a preset field, e.g. model.num_hidden=[32,32] or plan.name=icem (repeatable)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--seed", type=int, help="seed of data, training, planning and goals (default 0)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, help="the one seed of data, training, planning and goals (demo.seed)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (demo.threads; default: torch's choice)")
     parser.add_argument("--tiny", action="store_true",
                         help="tiny configuration for tests: a few 16x16 episodes, a few iterations, few candidates")
     parser.add_argument("--force", action="store_true",
-                        help="redo every stage (removes data/, model/ and the reports in --out)")
+                        help="redo every stage (removes data/, model/, plan/ and the records in --out)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -47,28 +59,30 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard may import TensorFlow
     import envs  # noqa: F401  sets the headless GL default before mujoco loads
-    from mbvc.demo import demo_config, results_table, run_demo
+    from agents.demo import run_demo
+    from agents.demo import demo_settings
+    from agents.plan import results_table
 
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
-    cfg = demo_config(
-        tiny=args.tiny, episodes=args.episodes, episode_length=args.episode_length, num_envs=args.num_envs,
-        train_minutes=args.train_minutes, iterations=args.iterations, eval_episodes=args.eval_episodes,
-        population=args.population, horizon=args.horizon, replan_every=args.replan_every, cost=args.cost,
-        finger_calibration=False if args.no_finger_calibration else None,
-        train_overrides=tuple(args.overrides) or None, device=args.device, seed=args.seed, threads=args.threads,
-        progress=False if args.no_progress else None,
-    )
-    budget = f"{cfg.iterations} iterations" if cfg.iterations is not None else f"{cfg.train_minutes:g} min"
-    say(f"mbvc demo -> {args.out}: {cfg.episodes} episodes of {cfg.image_size}x{cfg.image_size} push frames, "
-          f"{cfg.preset} trained for {budget}, {cfg.eval_episodes} evaluation goals"
-          + (" (tiny)" if cfg.tiny else ""))
-    report = run_demo(cfg, args.out, force=args.force)
+    overrides = [f"{key}={getattr(args, name)}" for name, key in SHORTCUTS.items() if getattr(args, name) is not None]
+    overrides += ["cost.finger_calibration=false"] * args.no_finger_calibration
+    overrides += ["demo.progress=false"] * args.no_progress
+    settings = demo_settings(args.preset, [*overrides, *args.overrides], tiny=args.tiny, iterations=args.iterations)
+    train = settings.run.train
+    budget = (f"{train.iterations} iterations" if settings.demo.train_minutes is None
+              else f"a {settings.demo.train_minutes:g}-minute budget")
+    say(f"mbvc demo -> {args.out}: {settings.collect.num_episodes} episodes of {settings.collect.image_size}x"
+        f"{settings.collect.image_size} push frames, {settings.run.model.name} trained for {budget}, "
+        f"{settings.demo.eval_episodes} evaluation goals" + (" (tiny)" if args.tiny else ""))
+    report = run_demo(settings, args.out, force=args.force)
+    say()
+    say(results_table(report["results"]))
+    say()
     times = report["timings_s"]
-    say()
-    say(results_table(report))
-    say()
     stages = ", ".join(f"{k} {v:.0f} s" + (" (skipped)" if k in report["skipped"] else "")
-                       for k, v in times.items() if k not in ("total", "report"))
-    say(f"stages: {stages}")
+                       for k, v in times.items() if k != "total")
+    machine = report["machine"]
+    say(f"trained {report['iterations']} iterations; stages: {stages}\n"
+        f"machine: {machine['cpu']}, {machine['torch_threads']} torch threads, device {machine.get('device')}")
     say(f"episode GIF: {report['gif']}\nreport: {Path(args.out) / 'report.json'}")
     return 0

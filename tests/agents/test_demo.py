@@ -1,4 +1,4 @@
-"""The end-to-end demo (``mbvc demo``) on its tiny configuration, its resumption and its errors."""
+"""The end-to-end demo (``mbvc demo``) on its tiny configuration: stages, resumption, seeding, errors."""
 from __future__ import annotations
 
 import json
@@ -9,82 +9,110 @@ import torch
 
 pytest.importorskip("mujoco")
 
-from mbvc.demo import (
-    EpisodeMixPolicy,
-    PushCost,
-    demo_config,
-    run_demo,
-)
+from agents.demo import DemoRun, demo_settings, run_demo
 from mbvc.errors import ConfigError
+
+QUIET = ["demo.progress=false"]
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """One tiny demo run, then a second one in the same folder (shared by the tests below)."""
     out = tmp_path_factory.mktemp("demo") / "out"
-    cfg = demo_config(tiny=True, progress=False)
-    first = run_demo(cfg, out)
-    second = run_demo(cfg, out)
-    return out, cfg, first, second
+    settings = demo_settings(tiny=True, overrides=QUIET)
+    first = run_demo(settings, out)
+    second = run_demo(settings, out)
+    return out, settings, first, second
 
 
 def test_tiny_demo_writes_report_gif_and_results(tiny_run):
-    out, cfg, report, _ = tiny_run
+    out, settings, report, _ = tiny_run
     assert set(report["results"]) == {"mpc", "random", "oracle"}
     for name, res in report["results"].items():
-        assert res["episodes"] == cfg.eval_episodes, name
+        assert res["episodes"] == settings.demo.eval_episodes, name
         assert 0.0 <= res["success_rate"] <= 1.0
         assert np.isfinite(res["final_distance"]) and res["final_distance"] >= 0
         assert [e["seed"] for e in res["per_episode"]] == report["eval_seeds"]  # the same goals for all
     assert report["results"]["mpc"]["plan_ms"] > 0
-    assert set(report["timings_s"]) >= {"collect", "train", "evaluate", "total"}
+    assert set(report["timings_s"]) == {"collect", "train", "plan", "total"}
     assert report["skipped"] == []
-    assert report["data"]["train"]["episodes"] == cfg.episodes
-    assert report["training"]["iterations"] == cfg.iterations
+    assert report["data"]["train"]["episodes"] == settings.collect.num_episodes
+    assert report["iterations"] == report["training"]["iterations"] == settings.run.train.iterations == 4
+    assert report["machine"]["cpu"] and report["machine"]["torch_threads"] == 1
     stored = json.loads((out / "report.json").read_text())
-    assert stored["config"] == cfg.to_dict() and stored["results"].keys() == report["results"].keys()
+    assert stored["config"] == settings.to_dict() and stored["results"].keys() == report["results"].keys()
+    assert stored["config"]["plan"]["population_size"] == 12  # every section is in the report
 
     from PIL import Image
 
-    gif = Image.open(out / "episode.gif")
+    gif = Image.open(out / "plan" / "episode.gif")
     assert gif.n_frames >= 2  # one frame per step of the recorded episode
     # observation + goal + imagined frames side by side, upscaled
-    assert gif.size[0] >= 3 * cfg.image_size * cfg.gif_scale
+    assert gif.size[0] >= 3 * settings.collect.image_size * settings.demo.gif_scale
 
 
 def test_second_run_skips_finished_stages(tiny_run):
     _, _, first, second = tiny_run
-    assert second["skipped"] == ["collect", "train", "evaluate"]
-    assert second["results"]["mpc"]["success_rate"] == first["results"]["mpc"]["success_rate"]
-    assert second["results"]["random"]["per_episode"] == first["results"]["random"]["per_episode"]
+    assert second["skipped"] == ["collect", "train", "plan"]
+    assert second["results"] == first["results"]
 
 
-def test_changed_evaluation_settings_rerun_only_evaluation(tiny_run):
+def test_changed_evaluation_settings_rerun_only_the_plan_stage(tiny_run):
     out, _, first, _ = tiny_run
-    report = run_demo(demo_config(tiny=True, progress=False, eval_episodes=1), out)
+    report = run_demo(demo_settings(tiny=True, overrides=[*QUIET, "demo.eval_episodes=1"]), out)
     assert report["skipped"] == ["collect", "train"]
     assert report["results"]["random"]["episodes"] == 1
-    # the first goal is the same: seeds do not depend on the number of episodes
+    # the first goal is the same: seeds do not depend on the number of episodes, and its episode is reused
     assert report["eval_seeds"] == first["eval_seeds"][:1]
+    assert report["results"]["mpc"]["per_episode"][0] == first["results"]["mpc"]["per_episode"][0]
 
 
 def test_changed_data_settings_refuse_without_force(tiny_run):
     out, _, _, _ = tiny_run
     with pytest.raises(ConfigError, match="--force"):
-        run_demo(demo_config(tiny=True, progress=False, episodes=7), out)
+        run_demo(demo_settings(tiny=True, overrides=[*QUIET, "collect.num_episodes=7"]), out)
+
+
+def test_two_seeded_trainings_give_identical_weights(tiny_run, tmp_path):
+    from safetensors.torch import load_file
+
+    out, settings, _, _ = tiny_run
+    again = DemoRun(settings, tmp_path / "again")
+    assert again.train()["iterations"] == 4
+    first, second = load_file(out / "model" / "model.safetensors"), load_file(tmp_path / "again" / "model" / "model.safetensors")
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_default_training_is_a_fixed_number_of_iterations(monkeypatch):
+    """No default path times anything to decide how much to train: the preset fixes the iterations."""
+    import agents.budget
+
+    settings = demo_settings()
+    assert settings.demo.train_minutes is None and settings.run.train.time_limit_min is None
+    assert settings.run.train.iterations >= 1000  # the demo's number lives in the preset
+    calls = []
+    monkeypatch.setattr(agents.budget, "seconds_per_iteration", lambda *a, **k: calls.append(1) or 0.01)
+    budgeted = demo_settings(tiny=True, overrides=[*QUIET, "demo.train_minutes=0.5"])
+    assert budgeted.demo.train_minutes == 0.5  # the time budget is an explicit option
+    from agents.budget import fit_iterations
+    from agents.demo import scaled_schedule
+
+    fitted = fit_iterations(budgeted.run, [None], 0.5, scaled_schedule)
+    assert calls and fitted.train.iterations == int(0.9 * 30 / 0.01) and fitted.train.time_limit_min == 0.75
 
 
 def test_bad_output_folders_are_clear_errors(tmp_path):
-    cfg = demo_config(tiny=True, progress=False)
+    settings = demo_settings(tiny=True, overrides=QUIET)
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
-        run_demo(cfg, a_file)
+        run_demo(settings, a_file)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="did not make"):
-        run_demo(cfg, foreign)
+        run_demo(settings, foreign)
     assert (foreign / "notes.txt").read_text() == "mine"
 
 
@@ -96,116 +124,24 @@ def test_cli_reports_errors_in_one_line(tmp_path, capsys):
     assert main(["demo", "--tiny", "--out", str(a_file)]) == 2
     err = capsys.readouterr().err
     assert "mbvc demo: error:" in err and "is a file" in err
+    # a typo in a setting fails before any stage runs
+    assert main(["demo", "--tiny", "--out", str(tmp_path / "new"), "--set", "plan.horizn=3"]) == 2
+    err = capsys.readouterr().err
+    assert "plan.horizn" in err and "Did you mean 'horizon'" in err and "Traceback" not in err
+    assert not (tmp_path / "new").exists()
 
 
-def test_config_validation():
-    with pytest.raises(ConfigError, match="did you mean|Did you mean"):
-        demo_config(episodez=3)
-    with pytest.raises(ConfigError, match="multiple of 4"):
-        demo_config(image_size=30)
-    with pytest.raises(ConfigError, match="cost"):
-        demo_config(cost="lpips2")
-    assert demo_config(tiny=True, iterations=None, train_minutes=0.1).iterations is None
-    assert demo_config(tiny=True, eval_episodes=None).eval_episodes == demo_config(tiny=True).eval_episodes
-
-
-FLOOR = torch.tensor([0.69, 0.56, 0.42])
-
-
-def _scene(block_rc: tuple[int, int] | None, pusher_rc: tuple[int, int], size: int = 32) -> torch.Tensor:
-    """A 3 x size x size frame: floor, a 3x3 red block, a grey rod from the top edge down to the pusher."""
-    frame = FLOOR[:, None, None].repeat(1, size, size)
-    if block_rc is not None:
-        r, c = block_rc
-        frame[:, r - 1 : r + 2, c - 1 : c + 2] = torch.tensor([0.95, 0.18, 0.14])[:, None, None]
-    r, c = pusher_rc
-    frame[:, : r + 1, c : c + 2] = torch.tensor([0.85, 0.85, 0.88])[:, None, None]
-    return frame
-
-
-def _cost(**kwargs) -> PushCost:
-    return PushCost(FLOOR[:, None, None].repeat(1, 32, 32), **kwargs)
-
-
-def test_push_cost_locates_block_and_finger_by_background_subtraction():
-    cost = _cost()
-    frame = _scene((20, 10), (14, 25))
-    block, _ = cost.block_position(frame)
-    pusher, _ = cost.pusher_position(frame)
-    assert torch.allclose(block, torch.tensor([20.0, 10.0]), atol=0.2)
-    assert abs(pusher[0].item() - 14) <= 1.0 and abs(pusher[1].item() - 25.5) < 0.2  # the rod's lower end
-    # a faded (blurry) prediction is still found where it is
-    faded = 0.4 * frame + 0.6 * FLOOR[:, None, None]
-    assert torch.allclose(cost.block_position(faded)[0], block, atol=0.5)
-
-
-def test_push_cost_prefers_block_at_goal_and_pusher_behind_it():
-    cost = _cost(pusher_weight=0.5)
-    goal = _scene((20, 20), (5, 5))
-    far, near = _scene((20, 10), (20, 7)), _scene((20, 17), (20, 14))
-    costs = cost(torch.stack([far, near])[:, None], goal)  # N=2, H=1
-    assert costs[1] < costs[0]
-    # the same block position: the pusher behind the block (away from the goal) is better
-    behind, ahead = _scene((20, 10), (20, 7)), _scene((20, 10), (20, 13))
-    costs = cost(torch.stack([behind, ahead])[:, None], goal)
-    assert costs[0] < costs[1]
-    # a block that vanished from the prediction never looks like success
-    gone = _scene(None, (5, 5))
-    costs = cost(torch.stack([gone, goal])[:, None], goal)
-    assert costs[0] > costs[1]
-
-
-def test_push_cost_checks_shapes():
-    from mbvc.errors import ShapeError
-
-    with pytest.raises(ShapeError, match="background"):
-        PushCost(torch.zeros(32, 32))
-    with pytest.raises(ShapeError, match="do not match"):
-        _cost()(torch.zeros(2, 3, 3, 16, 16), _scene((20, 20), (5, 5)))
-
-
-class _Const:
-    def __init__(self, value: float) -> None:
-        self.value, self.seeds = value, []
-
-    def reset(self, seed=None):
-        self.seeds.append(seed)
-
-    def __call__(self, obs):
-        return np.full(2, self.value, np.float32)
-
-
-def test_episode_mix_policy_draws_from_the_seed():
-    a, b = _Const(0.0), _Const(1.0)
-    mix = EpisodeMixPolicy([(0.5, a), (0.5, b)])
-    draws = []
-    for seed in range(40):
-        mix.reset(seed)
-        draws.append(float(mix(None)[0]))
-    again = []
-    for seed in range(40):
-        mix.reset(seed)
-        again.append(float(mix(None)[0]))
-    assert draws == again and 0 < sum(draws) < 40  # deterministic per seed, both policies used
-    with pytest.raises(ConfigError):
-        EpisodeMixPolicy([(0.0, a)])
-
-
-def test_finger_calibration_on_recorded_rollouts_beats_the_bar_heuristic(tmp_path):
-    from envs.collect import CollectConfig, collect
-    from mbvc.demo import ENV_ID, background_image, calibrate_finger
-    from mbvc.errors import ShapeError
-
-    root = tmp_path / "rollouts"
-    collect(root, CollectConfig(env_id=ENV_ID, num_episodes=10, policy="mbvc.demo:data_policy", seed=3,
-                                image_size=32, episode_length=20, num_envs=1, progress=False))
-    cost = PushCost(background_image(root))
-    fit = calibrate_finger(cost, root)
-    assert fit["finger_map"].shape == (2, 6) and fit["frames"] >= 50
-    # the fitted map puts the finger where the block would be seen at the pusher's position
-    assert fit["error_px"] < 1.5 and fit["error_px"] < 0.75 * fit["bar_error_px"]
-    calibrated = PushCost(cost.background, finger_map=fit["finger_map"])
-    frame = _scene((20, 10), (14, 25))
-    assert calibrated.pusher_position(frame)[0].shape == (2,)
-    with pytest.raises(ShapeError, match="finger_map"):
-        PushCost(cost.background, finger_map=torch.zeros(2, 3))
+def test_sections_are_validated_by_their_dataclasses():
+    with pytest.raises(ConfigError, match="Did you mean"):
+        demo_settings(overrides=["demo.eval_episodez=3"])
+    with pytest.raises(ConfigError, match="unknown cost"):
+        demo_settings(overrides=["cost.name=pushh"])
+    with pytest.raises(ConfigError, match="replan_every"):
+        demo_settings(overrides=["plan.replan_every=20"])
+    with pytest.raises(ConfigError, match="goal_distance"):
+        demo_settings(overrides=["demo.goal_distance=[0.2,0.1]"])
+    with pytest.raises(ConfigError, match="unknown policy|CollectConfig"):
+        demo_settings(overrides=["collect.num_envs=0"])
+    tiny = demo_settings(tiny=True, overrides=["demo.seed=3"])
+    assert tiny.run.train.seed == tiny.collect.seed == tiny.plan.seed == 3  # one seed drives every stage
+    assert tiny.collect.image_size == tiny.run.model.img_width == 16

@@ -1,0 +1,151 @@
+"""Costs by name: the ``cost`` section of a preset and ``--cost NAME`` of ``mbvc plan``.
+
+A registered name (``push``, ``designated_pixel``, ``goal_image``, ``lpips``; add one with
+:func:`register_cost`) or a user's own cost as ``package.module:name``. Costs that learn
+something from the training data (``push``: the background and the finger detector) receive
+the training rollouts' folder.
+
+Example:
+    >>> from agents.cost_registry import CostConfig, build_cost
+    >>> cost = build_cost(CostConfig(name="goal_image"))
+    >>> type(cost).__name__
+    'GoalImageCost'
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mbvc.errors import ConfigError, DataError, did_you_mean
+
+from .costs import Cost, DesignatedPixelCost, GoalImageCost, LPIPSCost
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """The image cost an MPC agent plans with (the ``cost`` section of a preset).
+
+    Attributes:
+        name: a registered cost (:data:`COSTS`) or ``package.module:name``: a cost
+            ``cost(frames N x H x C x h x w, goal) -> N`` used as it is, or a class (or, with
+            ``kwargs``, any factory) called with ``kwargs`` to make one.
+        pusher_weight: ``push``: weight of the shaping that brings the pusher behind the block.
+        keep_out_weight: ``push``: weight of the keep-out term (see :class:`agents.push.PushCost`).
+        finger_calibration: ``push``: fit the finger detector on the training rollouts'
+            recorded pusher positions (:func:`agents.push.calibrate_finger`); off: the
+            rod-as-a-bar heuristic.
+        final_weight: relative weight of the last planned step (:func:`agents.costs.step_weights`).
+        kwargs: keyword arguments of a ``module:name`` factory.
+    """
+
+    name: str = "push"
+    pusher_weight: float = 0.5
+    keep_out_weight: float = 2.0
+    finger_calibration: bool = True
+    final_weight: float = 1.0
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if ":" not in self.name and self.name not in COSTS:
+            raise ConfigError(f"unknown cost {self.name!r}; expected one of {sorted(COSTS)} or 'module:name'."
+                              + did_you_mean(self.name, COSTS))
+        for key in ("pusher_weight", "keep_out_weight", "final_weight"):
+            if not getattr(self, key) >= 0:
+                raise ConfigError(f"cost.{key} must be >= 0, got {getattr(self, key)!r}")
+        if self.kwargs and ":" not in self.name:
+            raise ConfigError(f"cost.kwargs are only for 'module:name' costs, got {self.name!r} with {sorted(self.kwargs)}")
+
+    def replace(self, **changes: Any) -> CostConfig:
+        """A copy with ``changes`` (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+CostFactory = Callable[[CostConfig, "Path | None"], Cost]
+
+
+def _push(cfg: CostConfig, data_root: Path | None) -> Cost:
+    from .push import PushCost, background_image, calibrate_finger
+
+    if data_root is None:
+        raise ConfigError("the push cost learns the empty scene from training rollouts: give their folder "
+                          "(mbvc plan --data DIR)")
+    background = background_image(data_root)
+    finger_map = None
+    if cfg.finger_calibration:
+        try:
+            fit = calibrate_finger(PushCost(background), data_root)
+        except DataError as exc:  # e.g. the tiny configuration's few frames
+            log.warning("push cost: finger calibration impossible (%s); using the rod-as-a-bar heuristic", exc)
+        else:
+            log.info("push cost: finger detector calibrated on %d frames, %.2f px error (rod-as-a-bar: %.2f px)",
+                     fit["frames"], fit["error_px"], fit["bar_error_px"])
+            finger_map = fit["finger_map"]
+    return PushCost(background, pusher_weight=cfg.pusher_weight, keep_out_weight=cfg.keep_out_weight,
+                    final_weight=cfg.final_weight, finger_map=finger_map)
+
+
+def _designated_pixel(cfg: CostConfig, data_root: Path | None) -> Cost:
+    from .push import BLOCK_COLOUR
+
+    return DesignatedPixelCost(BLOCK_COLOUR, final_weight=cfg.final_weight)
+
+
+#: Registered costs: ``factory(cost config, training rollouts folder or None) -> cost``.
+COSTS: dict[str, CostFactory] = {
+    "push": _push,
+    "designated_pixel": _designated_pixel,
+    "goal_image": lambda cfg, data_root: GoalImageCost(final_weight=cfg.final_weight),
+    "lpips": lambda cfg, data_root: LPIPSCost(final_weight=cfg.final_weight),
+}
+
+
+def register_cost(name: str, factory: CostFactory) -> None:
+    """Make ``factory(cfg, data_root) -> cost`` available as ``CostConfig(name=name)`` / ``--cost name``."""
+    if ":" in name:
+        raise ConfigError(f"a cost name cannot contain ':' (that is the module:name form), got {name!r}")
+    COSTS[name] = factory
+
+
+def _user_cost(cfg: CostConfig) -> Cost:
+    module_name, _, attr = cfg.name.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cost {cfg.name!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
+    if isinstance(obj, type) or cfg.kwargs:
+        try:
+            obj = obj(**cfg.kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"cost {cfg.name!r}: cannot be made with kwargs {cfg.kwargs} ({exc})") from None
+    if not callable(obj):
+        raise ConfigError(f"cost {cfg.name!r} is not callable as cost(frames, goal)")
+    return obj
+
+
+def build_cost(cfg: CostConfig | str, data_root: str | os.PathLike | None = None) -> Cost:
+    """The cost ``cfg`` describes.
+
+    Args:
+        cfg: a :class:`CostConfig` or just a name.
+        data_root: folder of training rollouts, for costs that learn from them (``push``).
+
+    Raises:
+        ConfigError: an unknown name, a ``module:name`` that cannot be imported or called, or
+            no ``data_root`` for a cost that needs one.
+    """
+    if isinstance(cfg, str):
+        cfg = CostConfig(name=cfg)
+    if ":" in cfg.name:
+        return _user_cost(cfg)
+    return COSTS[cfg.name](cfg, None if data_root is None else Path(data_root))
+
+
+__all__ = ["COSTS", "CostConfig", "build_cost", "register_cost"]

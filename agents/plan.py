@@ -1,0 +1,301 @@
+"""Plan with a trained world model in a gymnasium environment: what ``mbvc plan`` runs.
+
+:func:`run_plan` scores an MPC agent (the model, a cost from :mod:`agents.cost_registry` and a
+sampling planner) on seeded episodes next to a random agent and, where the environment can
+save and restore its state (``get_state`` / ``set_state``), the oracle (the same planning in a
+copy of the simulator, on the true state). It writes into one folder:
+
+* ``episodes.jsonl``: one line per finished episode (agent, seed, success, distance, steps,
+  plan times); a second run with the same settings skips those episodes (resumable);
+* ``results.json`` / ``results.md``: per agent success rate, final distance and planning time;
+* ``episode.gif``: the first MPC episode (observation | goal | imagined frames).
+
+Example:
+    >>> from agents.plan import run_plan
+    >>> run_plan("runs/demo/model", "mbvc/Push-v0", "runs/plan", seeds=range(10),
+    ...          data_root="runs/demo/data/train")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mbvc.errors import ConfigError, did_you_mean
+from mbvc.io import write_json
+
+from .cost_registry import CostConfig, build_cost
+from .evaluation import EpisodeResult, EvalResult, run_episodes
+from .planners import PlannerConfig
+
+log = logging.getLogger(__name__)
+
+AGENTS = ("mpc", "random", "oracle")
+NAMES = {"mpc": "MPC, learnt world model", "random": "random actions", "oracle": "MPC, oracle simulator (true state)"}
+#: Shaping weight of the oracle's true-state cost (pusher-to-block distance); measured best of 0.3 / 0.5.
+ORACLE_PUSHER_WEIGHT = 0.5
+
+
+def make_env(env_id: str, image_size: int | tuple[int, int], env_kwargs: dict[str, Any] | None = None) -> Any:
+    """A gymnasium env whose observations are ``{"image": uint8 H x W x 3, ...}`` at ``image_size``.
+
+    mbvc's envs render at the size asked; others are made with ``render_mode="rgb_array"`` and
+    seen through :class:`envs.wrappers.PixelObservation` (the state stays under ``"state"``).
+
+    Raises:
+        ConfigError: an unregistered id (with the closest registered one) or bad keyword arguments.
+    """
+    import gymnasium as gym
+
+    import envs  # noqa: F401  registers the mbvc ids
+    from envs.wrappers import PixelObservation
+
+    env_kwargs = dict(env_kwargs or {})
+    if env_id not in gym.envs.registry:
+        raise ConfigError(f"--env {env_id!r} is not a registered gymnasium id." + did_you_mean(env_id, gym.envs.registry))
+    size = image_size if isinstance(image_size, int) else tuple(image_size)
+    try:
+        if env_id.startswith("mbvc/"):
+            return gym.make(env_id, image_size=size if isinstance(size, int) else size[0], **env_kwargs)
+        return PixelObservation(gym.make(env_id, render_mode="rgb_array", **env_kwargs), size=size, pixels_only=False)
+    except TypeError as exc:
+        raise ConfigError(f"--env-kwargs {env_kwargs} do not fit {env_id} ({exc})") from None
+
+
+def clear_goal(env: Any) -> Any:
+    """The goal for an image cost: the env's goal image, drawn with the pusher off the block when the
+    env can (:func:`agents.push.clear_goal_image`)."""
+    from .core import goal_from_env
+    from .push import clear_goal_image
+
+    goal_image = getattr(env.unwrapped, "goal_image", None)
+    if goal_image is not None and "pusher_xy" in inspect.signature(goal_image).parameters:
+        return clear_goal_image(env)
+    return goal_from_env(env)
+
+
+def results_table(results: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """Per agent: success, final distance, planning time, as a Markdown table."""
+    names = {**NAMES, **(names or {})}
+    lines = ["| agent | success | final distance (cm) | planning (ms/step) | episodes |", "|---|---|---|---|---|"]
+    for key, res in results.items():
+        plan = "-" if res.get("plan_ms") is None else f"{res['plan_ms']:.0f}"
+        lines.append(f"| {names.get(key, key)} | {100 * res['success_rate']:.0f}% | {100 * res['final_distance']:.1f} "
+                     f"| {plan} | {res['episodes']} |")
+    return "\n".join(lines)
+
+
+class EpisodeLog:
+    """``OUT/episodes.jsonl``: the finished episodes, appended one line at a time (a crash loses one at most)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, list[dict[str, Any]]]:
+        """Finished episodes per agent (a torn last line is ignored)."""
+        done: dict[str, list[dict[str, Any]]] = {}
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                done.setdefault(row["agent"], []).append(row)
+        return done
+
+    def append(self, agent: str, episode: EpisodeResult, **extra: Any) -> None:
+        """Add one finished episode."""
+        with self.path.open("a") as f:
+            f.write(json.dumps({"agent": agent, **dataclasses.asdict(episode), **extra}) + "\n")
+
+
+def _episode(row: dict[str, Any]) -> EpisodeResult:
+    return EpisodeResult(**{f.name: row[f.name] for f in dataclasses.fields(EpisodeResult)})
+
+
+def _check_settings(out: Path, settings: dict[str, Any], force: bool, restart_on_change: bool) -> None:
+    """Start ``out`` or resume it; refuse (or restart) a folder holding episodes planned with other settings."""
+    marker = out / "plan.json"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; plan needs a folder")
+    if out.is_dir() and any(out.iterdir()) and not marker.is_file():
+        raise ConfigError(f"--out {out} is a non-empty folder that mbvc plan did not make (no plan.json)")
+    if marker.is_file() and not force:
+        try:
+            before = json.loads(marker.read_text()).get("settings", {})
+        except ValueError:
+            before = None
+        if before is not None and before != settings and restart_on_change:
+            log.info("%s holds episodes planned with other settings: planning again", out)
+            force = True
+        elif before is not None and before != settings:
+            diff = [f"{k}: was {before.get(k)!r}, now {settings.get(k)!r}" for k in sorted(set(before) | set(settings))
+                    if before.get(k) != settings.get(k)]
+            raise ConfigError(f"{out} holds episodes planned with other settings ({'; '.join(diff[:3])}); "
+                              "pass --force to start again or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if force:
+        for name in ("episodes.jsonl", "results.json", "results.md", "episode.gif"):
+            (out / name).unlink(missing_ok=True)
+    write_json(marker, {"settings": settings})
+
+
+def run_plan(
+    model: str | os.PathLike | Any,
+    env_id: str,
+    out: str | os.PathLike,
+    *,
+    seeds: Iterable[int],
+    env_kwargs: dict[str, Any] | None = None,
+    cost: CostConfig | None = None,
+    planner: PlannerConfig | None = None,
+    agents: Sequence[str] = AGENTS,
+    data_root: str | os.PathLike | None = None,
+    device: str = "cpu",
+    oracle_planner: str = "icem",
+    oracle_population: int = 50,
+    gif_scale: int = 4,
+    progress: bool = True,
+    force: bool = False,
+    restart_on_change: bool = False,
+) -> dict[str, Any]:
+    """Run (or resume) the agents on seeded episodes and write the results into ``out``.
+
+    Args:
+        model: a run folder or model file (:func:`mbvc.training.artifacts.load_trained`).
+        env_id: a registered gymnasium id.
+        out: output folder (resumed when it holds episodes of the same settings).
+        seeds: episode seeds (start and goal), the same for every agent.
+        env_kwargs: keyword arguments of ``gymnasium.make``.
+        cost: the MPC agent's cost (default :class:`CostConfig`; ``push`` needs ``data_root``).
+        planner: the MPC agent's planner, horizon and replanning (default :class:`PlannerConfig`).
+        agents: which of ``mpc``, ``random``, ``oracle`` to run (the oracle only where the env
+            has ``get_state`` / ``set_state``).
+        data_root: training rollouts, for costs that learn from them.
+        device: torch device of the world model.
+        oracle_planner: the oracle's planner name (its other settings are ``planner``'s).
+        oracle_population: the oracle's candidates per iteration (it simulates each one).
+        gif_scale: upscaling of the GIF's panels.
+        progress: progress bars.
+        force: drop the episodes of an earlier run in ``out``.
+        restart_on_change: drop them (instead of refusing) when they were planned with other settings.
+
+    Returns:
+        ``{"settings", "results": {agent: summary}, "gif", "seeds", "machine"}`` (also ``out/results.json``).
+
+    Raises:
+        ConfigError: unknown agents, env or cost; a model whose action size is not the env's; a
+            folder holding episodes of other settings.
+    """
+    import torch
+
+    from mbvc.machine import machine_info
+    from mbvc.training.artifacts import load_trained
+
+    from .baselines import RandomAgent
+    from .gif import RecordingAgent, write_episode_gif
+    from .models import OracleModel, OracleStateCost, PredRNNModel
+    from .mpc import MPCAgent
+
+    cost, planner = cost or CostConfig(), planner or PlannerConfig()
+    seeds = [int(s) for s in seeds]
+    unknown = [a for a in agents if a not in AGENTS]
+    if unknown or not seeds:
+        raise ConfigError(f"agents must be among {list(AGENTS)} and seeds non-empty, got {list(agents)}, {seeds}")
+    out = Path(out)
+    net = load_trained(model).model if isinstance(model, (str, os.PathLike)) else model
+    mcfg = net.config
+    env = make_env(env_id, mcfg.img_width if mcfg.img_height in (None, mcfg.img_width) else
+                   (mcfg.img_height, mcfg.img_width), env_kwargs)
+    try:
+        shape = getattr(env.action_space, "shape", None)
+        if not shape or len(shape) != 1 or shape[0] != mcfg.num_action_ch:
+            raise ConfigError(f"the model takes {mcfg.num_action_ch}-dimensional actions but {env_id} has action "
+                              f"space {env.action_space}")
+        has_state = all(hasattr(env.unwrapped, m) for m in ("get_state", "set_state"))
+        if "oracle" in agents and not has_state:
+            log.info("%s has no get_state/set_state: no oracle agent", env_id)
+            agents = [a for a in agents if a != "oracle"]
+        settings = {"model": str(model) if isinstance(model, (str, os.PathLike)) else mcfg.name, "env": env_id,
+                    "env_kwargs": dict(env_kwargs or {}), "cost": dataclasses.asdict(cost),
+                    "planner": dataclasses.asdict(planner), "oracle_planner": oracle_planner,
+                    "oracle_population": oracle_population}
+        image_cost = build_cost(cost, data_root) if "mpc" in agents else None  # a bad cost fails before out/ exists
+        _check_settings(out, json.loads(json.dumps(settings)), force, restart_on_change)
+        episodes, done = EpisodeLog(out / "episodes.jsonl"), EpisodeLog(out / "episodes.jsonl").load()
+        results: dict[str, Any] = {}
+        gif_path = out / "episode.gif"
+
+        def score(name: str, agent: Any, goal_fn: Any, on_done: Any = None) -> dict[str, Any]:
+            rows = {r["seed"]: r for r in done.get(name, [])}
+            timing = {s: r.get("seconds", 0.0) for s, r in rows.items()}
+            state = {"start": time.perf_counter()}
+
+            def on_episode(ep: EpisodeResult, a: Any) -> None:
+                timing[ep.seed] = time.perf_counter() - state["start"]
+                plans = [round(1000 * t, 2) for t in getattr(a, "plan_times", [])]
+                episodes.append(name, ep, plan_times_ms=plans, seconds=round(timing[ep.seed], 3))
+                if on_done is not None:
+                    on_done(ep)
+                state["start"] = time.perf_counter()
+
+            result: EvalResult = run_episodes(name, agent, env, seeds, goal_fn=goal_fn,
+                                              done=[_episode(r) for r in rows.values()],
+                                              on_episode=on_episode, progress=progress)
+            return {**result.to_dict(), "seconds": float(sum(timing.get(s, 0.0) for s in seeds))}
+
+        if "mpc" in agents:
+            mpc = MPCAgent(PredRNNModel(net.to(torch.device(device))), image_cost, planner,
+                           horizon=planner.horizon, action_space=env.action_space, replan_every=planner.replan_every,
+                           record_predictions=True)
+            recorder = RecordingAgent(mpc, record=not gif_path.is_file())
+            goals: list[Any] = []
+
+            def goal_fn(e: Any) -> Any:
+                goals.append(clear_goal(e))
+                return goals[-1]
+
+            def draw(ep: EpisodeResult) -> None:  # the first MPC episode run here, once
+                if recorder.record and recorder.steps and goals[-1] is not None:
+                    write_episode_gif(gif_path, recorder.steps, goals[-1], gif_scale)
+                recorder.record, recorder.steps = False, []
+
+            results["mpc"] = score("mpc", recorder, goal_fn, draw)
+            results["mpc"]["model"] = mcfg.name
+            results["mpc"]["planner"] = {"name": planner.name, "population": planner.population_size,
+                                         "iterations": planner.num_iterations, "horizon": planner.horizon,
+                                         "replan_every": planner.replan_every, "cost": cost.name}
+        no_goal = lambda e: None
+        if "random" in agents:
+            results["random"] = score("random", RandomAgent(env.action_space, seed=planner.seed), no_goal)
+        if "oracle" in agents:
+            oracle = OracleModel(env, render=False)
+            try:
+                agent = MPCAgent(oracle, OracleStateCost(oracle, pusher_weight=ORACLE_PUSHER_WEIGHT),
+                                 planner.replace(name=oracle_planner, population_size=oracle_population),
+                                 horizon=planner.horizon, action_space=env.action_space,
+                                 replan_every=planner.replan_every)
+                results["oracle"] = score("oracle", agent, no_goal)
+            finally:
+                oracle.close()
+            results["oracle"]["planner"] = {"name": oracle_planner, "population": oracle_population,
+                                            "iterations": planner.num_iterations, "horizon": planner.horizon,
+                                            "replan_every": planner.replan_every, "cost": "true state"}
+    finally:
+        env.close()
+    report = {"settings": settings, "results": results, "seeds": seeds,
+              "gif": str(gif_path) if gif_path.is_file() else None, "machine": machine_info(device)}
+    write_json(out / "results.json", report)
+    (out / "results.md").write_text(results_table(results) + "\n")
+    return report
+
+
+__all__ = ["AGENTS", "ORACLE_PUSHER_WEIGHT", "clear_goal", "make_env", "results_table", "run_plan"]
