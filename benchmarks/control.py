@@ -11,8 +11,8 @@ Agents (all on ``mbvc/Push-v0`` with the demo's held-out goals, ending on succes
   steps as the world models' data holds.
 
 The data come from the demo's output folder (``--demo-dir``; the demo's collect stage runs
-there first when it has not). The world models are the demo's PredRNN-V2 (its 8-minute
-training) and a PredRNN trained as long, or, with ``--train-iterations N``, both trained for N
+there first when it has not). The world models are the demo's PredRNN-V2 (its fixed-iteration
+training) and a PredRNN trained as many iterations, or, with ``--train-iterations N``, both trained for N
 iterations; they and the SB3 policies are trained once into ``--work-dir`` and reused on later
 runs. Rows of agents not run are kept from the results file when the settings match, so agents
 can be (re)run separately, even at the same time in separate processes.
@@ -68,8 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "(default: --episodes; they are the slow ones)")
     p.add_argument("--agents", default=",".join(AGENTS), help="comma-separated subset of " + ", ".join(AGENTS))
     p.add_argument("--train-iterations", type=int, help="train both world models for this many iterations into "
-                   "--work-dir (reused when there) instead of using the demo's 8-minute PredRNN-V2 and a PredRNN "
-                   "trained as long")
+                   "--work-dir (reused when there) instead of using the demo's PredRNN-V2 and a PredRNN "
+                   "trained as many iterations")
     p.add_argument("--timing-only", action="store_true", help="measure the MPC agents' planning time only (on an "
                    "idle machine, say), keeping their success rows from the results file")
     p.add_argument("--sb3-algo", default="ppo", choices=("ppo", "sac"))
@@ -101,9 +101,14 @@ PLANNER_KEYS = ("cost", "pusher_weight", "keep_out_weight", "finger_calibration"
 
 
 def settings(cfg: Any) -> dict[str, Any]:
-    """The task and planner settings that make rows of two runs comparable."""
-    d = cfg.to_dict()
-    return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in TASK_KEYS + PLANNER_KEYS}
+    """The task and planner settings (of :func:`agents.demo.demo_settings`) that make rows of two runs comparable."""
+    d, c, p = cfg.demo, cfg.cost, cfg.plan
+    return {"image_size": cfg.collect.image_size, "goal_distance": list(d.goal_distance),
+            "eval_episode_length": d.eval_episode_length, "seed": d.seed, "cost": c.name,
+            "pusher_weight": c.pusher_weight, "keep_out_weight": c.keep_out_weight,
+            "finger_calibration": c.finger_calibration, "planner": p.name, "population": p.population_size,
+            "planner_iterations": p.num_iterations, "horizon": p.horizon, "replan_every": p.replan_every,
+            "oracle_planner": d.oracle_planner, "oracle_population": d.oracle_population}
 
 
 def previous_rows(path: Path, wanted: list[str], cfg: Any, timing_only: bool = False) -> dict[str, Any]:
@@ -136,12 +141,14 @@ def previous_rows(path: Path, wanted: list[str], cfg: Any, timing_only: bool = F
 
 def world_model(cfg: Any, data_root: Path, run_dir: Path, extra: list[str]) -> tuple[Any, dict[str, Any]]:
     """The model trained in ``run_dir`` (trained there first when it is not) and what its training did."""
-    from mbvc import demo
+    from agents.demo import train_world_model
+    from mbvc.config import load_run_config
     from mbvc.training.artifacts import load_trained
     from mbvc.training.logger import read_jsonl
 
     if not (run_dir / "model.safetensors").is_file():
-        demo.train_world_model(cfg, data_root, run_dir, extra=extra)
+        run_cfg = load_run_config(cfg.preset, [*cfg.overrides, f"data.root={data_root.as_posix()!r}", *extra])
+        train_world_model(run_cfg, run_dir)
     model = load_trained(run_dir).model
     info: dict[str, Any] = {"run": str(run_dir), "parameters": sum(p.numel() for p in model.parameters())}
     for row in read_jsonl(run_dir / "metrics.jsonl"):
@@ -171,7 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         MPCAgent,
         OracleModel,
         OracleStateCost,
-        PlannerConfig,
         PredRNNModel,
         RandomAgent,
         SB3Agent,
@@ -179,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         scripted_agent,
         train_sb3,
     )
-    from mbvc import demo
+    from agents.cost_registry import build_cost
+    from agents.demo import DemoRun, demo_settings
+    from agents.plan import ORACLE_PUSHER_WEIGHT, make_env
+    from agents.push import clear_goal_image
     from mbvc.errors import ConfigError
 
     if args.threads:
@@ -191,14 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     episodes = 3 if args.quick else args.episodes
     mpc_episodes = min(episodes, args.mpc_episodes or episodes)
-    cfg = demo.demo_config(tiny=args.quick, progress=False, device=args.device, threads=args.threads)
-    seeds = demo.eval_seeds(cfg, episodes)
+    common = ["demo.progress=false", f"demo.device={args.device}"] + ([f"demo.threads={args.threads}"] if args.threads else [])
+    cfg = demo_settings(tiny=args.quick, overrides=common)
+    seeds = cfg.eval_seeds(episodes)
     timing_pop, timing_iters, timing_h = ((12, 2, 4) if args.quick else
                                           (TIMING["population"], TIMING["iterations"], TIMING["horizon"]))
 
     # World models: the demo's PredRNN-V2 (its collect/train stages run if missing) and a PredRNN.
     started = time.perf_counter()
-    run = demo.DemoRun(cfg, args.demo_dir)
+    run = DemoRun(cfg, args.demo_dir)
     data = run.collect()
     v2_record = run.train()
     models: dict[str, Any] = {}
@@ -208,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.train_iterations:
         its = 8 if args.quick else args.train_iterations
     else:
-        its = cfg.iterations or int(v2_record["iterations"])
-    cfg_train = demo.demo_config(tiny=args.quick, progress=False, device=args.device, iterations=its)
+        its = int(v2_record["iterations"])
+    cfg_train = demo_settings(tiny=args.quick, iterations=its, overrides=common)
     for key, extra in (("predrnn_v2", []), ("predrnn", ["model.name=action_cond_predrnn"])):
         if f"{key}_mpc" not in wanted:
             continue
@@ -222,17 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     env_steps = int(data["env_steps"])
     setup_s = time.perf_counter() - started
 
-    env = demo.make_eval_env(cfg)
+    env = make_env("mbvc/Push-v0", cfg.collect.image_size, cfg.eval_env_kwargs())
     no_goal = lambda e: None
     results: dict[str, Any] = {}
     timing: dict[str, Any] = {}
-    planner = PlannerConfig(cfg.planner, num_iterations=cfg.planner_iterations, population_size=cfg.population,
-                            seed=cfg.seed)
+    planner = cfg.plan
 
     def mpc(model: Any, cost: Any, population: int | None = None, name: str | None = None) -> Any:
-        return MPCAgent(model, cost, planner.replace(population_size=population or cfg.population,
-                                                     name=name or cfg.planner),
-                        horizon=cfg.horizon, action_space=env.action_space, replan_every=cfg.replan_every)
+        return MPCAgent(model, cost, planner.replace(population_size=population or planner.population_size,
+                                                     name=name or planner.name),
+                        horizon=planner.horizon, action_space=env.action_space, replan_every=planner.replan_every)
 
     stem = args.output or RESULTS / f"control_{device.type}"
 
@@ -255,13 +264,15 @@ def main(argv: list[str] | None = None) -> int:
             "commands": history,
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": machine_info(device),
-            "env": {"id": demo.ENV_ID, "image_size": cfg.image_size, "goal_distance": list(cfg.goal_distance),
-                    "episode_length": cfg.eval_episode_length, "terminate_on_success": True,
+            "env": {"id": "mbvc/Push-v0", "image_size": cfg.collect.image_size,
+                    "goal_distance": list(cfg.demo.goal_distance),
+                    "episode_length": cfg.demo.eval_episode_length, "terminate_on_success": True,
                     "success_threshold_m": 0.025},
             "goals": {"episodes": episodes, "mpc_episodes": mpc_episodes, "seeds": [seeds[0], seeds[-1]]},
-            "planner": {"name": cfg.planner, "population": cfg.population, "iterations": cfg.planner_iterations,
-                        "horizon": cfg.horizon, "replan_every": cfg.replan_every, "image_cost": cfg.cost,
-                        "oracle_planner": cfg.oracle_planner, "oracle_population": cfg.oracle_population},
+            "planner": {"name": planner.name, "population": planner.population_size,
+                        "iterations": planner.num_iterations, "horizon": planner.horizon,
+                        "replan_every": planner.replan_every, "image_cost": cfg.cost.name,
+                        "oracle_planner": cfg.demo.oracle_planner, "oracle_population": cfg.demo.oracle_population},
             "settings": settings(cfg),
             "world_models": {**kept.get("world_models", {}), **trained},
             "data_env_steps": env_steps,
@@ -285,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def timed(name: str, model: Any, cost: Any, goal_fn: Any, planner_name: str | None = None) -> None:
         agent = MPCAgent(model, cost, planner.replace(population_size=timing_pop, num_iterations=timing_iters,
-                                                      name=planner_name or cfg.planner),
+                                                      name=planner_name or planner.name),
                          horizon=timing_h, action_space=env.action_space, replan_every=1)
         ms = planning_ms(agent, env, seeds, 1 if args.quick else args.timing_plans, goal_fn)
         timing[name] = {"plan_ms": round(ms, 1), "population": timing_pop, "iterations": timing_iters,
@@ -295,46 +306,47 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if "random" in wanted:
-            run_agent("random", RandomAgent(env.action_space, seed=cfg.seed), episodes)
+            run_agent("random", RandomAgent(env.action_space, seed=cfg.demo.seed), episodes)
         if "scripted" in wanted:
             run_agent("scripted", scripted_agent(env), episodes)
-        image_cost = demo.cost_from_data(cfg, args.demo_dir / "data" / "train")
+        image_cost = build_cost(cfg.cost, args.demo_dir / "data" / "train")
         for name, key in (("predrnn_v2_mpc", "predrnn_v2"), ("predrnn_mpc", "predrnn")):
             if name in wanted:
                 model = PredRNNModel(models[key])
-                timed(name, model, image_cost, demo.clear_goal_image)
+                timed(name, model, image_cost, clear_goal_image)
                 if not args.timing_only:
-                    run_agent(name, mpc(model, image_cost), mpc_episodes, demo.clear_goal_image)
+                    run_agent(name, mpc(model, image_cost), mpc_episodes, clear_goal_image)
         if "copy_last_mpc" in wanted:
             model = CopyLastFrameModel()
-            timed("copy_last_mpc", model, image_cost, demo.clear_goal_image)
+            timed("copy_last_mpc", model, image_cost, clear_goal_image)
             if not args.timing_only:
-                run_agent("copy_last_mpc", mpc(model, image_cost), episodes, demo.clear_goal_image)
+                run_agent("copy_last_mpc", mpc(model, image_cost), episodes, clear_goal_image)
         if "oracle_mpc" in wanted:
             oracle = OracleModel(env, render=False)
             try:
-                cost = OracleStateCost(oracle, pusher_weight=demo.ORACLE_PUSHER_WEIGHT)
-                timed("oracle_mpc", oracle, cost, no_goal, cfg.oracle_planner)
+                cost = OracleStateCost(oracle, pusher_weight=ORACLE_PUSHER_WEIGHT)
+                timed("oracle_mpc", oracle, cost, no_goal, cfg.demo.oracle_planner)
                 if not args.timing_only:
-                    run_agent("oracle_mpc", mpc(oracle, cost, cfg.oracle_population, cfg.oracle_planner), mpc_episodes)
+                    run_agent("oracle_mpc", mpc(oracle, cost, cfg.demo.oracle_population, cfg.demo.oracle_planner),
+                              mpc_episodes)
             finally:
                 oracle.close()
         for obs in ("pixels", "state"):
             name = f"sb3_{obs}"
             if name not in wanted:
                 continue
-            size = SB3_PIXELS if obs == "pixels" else cfg.image_size
-            make_env = lambda size=size: demo.make_eval_env(cfg, image_size=size)
+            size = SB3_PIXELS if obs == "pixels" else cfg.collect.image_size
+            make_sb3_env = lambda size=size: make_env("mbvc/Push-v0", size, cfg.eval_env_kwargs())
             out_dir = args.work_dir / f"sb3-{args.sb3_algo}-{obs}"
             steps = 256 if args.quick else env_steps
             if (out_dir / "model.zip").is_file():
                 agent = SB3Agent.load(out_dir / "model.zip", args.sb3_algo, obs, device="cpu")
             else:
                 start = time.perf_counter()
-                agent = train_sb3(make_env, out_dir, algo=args.sb3_algo, observation=obs, total_steps=steps,
-                                  seed=cfg.seed, device="cpu")
+                agent = train_sb3(make_sb3_env, out_dir, algo=args.sb3_algo, observation=obs, total_steps=steps,
+                                  seed=cfg.demo.seed, device="cpu")
                 log.info("%s trained for %d steps in %.0f s", name, steps, time.perf_counter() - start)
-            sb3_env = make_env()
+            sb3_env = make_sb3_env()
             try:
                 run_agent(name, agent, episodes, eval_env=sb3_env)
             finally:

@@ -59,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard may import TensorFlow
     import envs  # noqa: F401  sets the headless GL default before mujoco loads
-    from agents.demo import run_demo
-    from agents.demo import demo_settings
+    from agents.demo import demo_settings, run_demo
     from agents.plan import results_table
 
     logging.getLogger("OpenGL").setLevel(logging.WARNING)

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a plan or cost field, e.g. cost.pusher_weight=0.3 (repeatable)")
     episodes = parser.add_mutually_exclusive_group()
     episodes.add_argument("--episodes", type=int, default=10, help="episodes per agent, seeds 0.. (default %(default)s)")
-    episodes.add_argument("--seeds", help="comma-separated episode seeds")
+    episodes.add_argument("--seeds", help="episode seeds: comma-separated, or ranges such as 1000000-1000009")
     parser.add_argument("--seed", type=int, default=0, help="planner seed (default %(default)s)")
     parser.add_argument("--agents", default="mpc,random,oracle", help="subset of mpc, random, oracle")
     parser.add_argument("--data", type=Path, help="training rollouts for costs that learn from them (push); "
@@ -82,26 +82,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _key_values(items: list[str]) -> dict:
-    from omegaconf import OmegaConf
+    """``["k=v", ...]`` with YAML values (``goal_distance=[0.05,0.1]``, ``terminate_on_success=true``)."""
+    import yaml
 
     from mbvc.errors import ConfigError
 
     out = {}
     for item in items:
-        if "=" not in item:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
             raise ConfigError(f"--env-kwargs {item!r} must look like key=value")
-        key, value = item.split("=", 1)
-        out[key] = OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.from_dotlist([f"v={value}"]).v}))["v"]
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--env-kwargs {item!r}: the value is not valid YAML") from None
     return out
 
 
 def _seeds(text: str) -> list[int]:
+    """``"3,5,7"`` or ranges ``"1000000-1000009"`` (inclusive) into seeds."""
     from mbvc.errors import ConfigError
 
+    seeds: list[int] = []
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            lo, sep, hi = part.partition("-")
+            seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
     except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers, got {text!r}") from None
+        raise ConfigError(f"--seeds must be comma-separated integers or ranges a-b, got {text!r}") from None
     if not seeds:
-        raise ConfigError("--seeds is empty")
+        raise ConfigError(f"--seeds gives no seeds: {text!r}")
     return seeds
