@@ -7,6 +7,9 @@
   copy-last-frame, behind ``PlanningModel.rollout(context, actions)``.
 * :mod:`agents.mpc`: :class:`MPCAgent` joining the three.
 * :mod:`agents.baselines` and :mod:`agents.evaluation`: random, scripted, SB3; seeded scoring.
+* :mod:`agents.cost_registry` (costs by name or ``module:name``), :mod:`agents.push` (the push
+  task's pixel cost), :mod:`agents.plan` (``mbvc plan``), :mod:`agents.gif`, :mod:`agents.demo`
+  (the end-to-end demo's pipeline); imported on use.
 
 stable-baselines3, ``envs`` and LPIPS weights are loaded only when used.
 """

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="mbvc/Push-v0", help="gymnasium id (default: %(default)s)")
     parser.add_argument("-n", "--episodes", type=int, default=100, help="total episodes wanted (default: %(default)s)")
     parser.add_argument("--policy", default="mixed",
-                        help="random | scripted | mixed | module:factory, where factory(env, **policy_kwargs) "
+                        help="random | scripted | mixed | episode_mix (per episode mixed or random: the demo's "
+                             "data) | module:factory, where factory(env, **policy_kwargs) "
                              "returns a policy or a trained agent (default: %(default)s)")
     parser.add_argument("--policy-kwargs", default="{}",
                         help='JSON keyword arguments of a module:factory policy, e.g. \'{"path": "agent.zip"}\'')
