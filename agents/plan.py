@@ -27,7 +27,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from mbvc.errors import ConfigError, did_you_mean
 from mbvc.io import write_json
@@ -88,7 +87,8 @@ def results_table(results: dict[str, Any], names: dict[str, str] | None = None) 
     lines = ["| agent | success | final distance (cm) | planning (ms/step) | episodes |", "|---|---|---|---|---|"]
     for key, res in results.items():
         plan = "-" if res.get("plan_ms") is None else f"{res['plan_ms']:.0f}"
-        lines.append(f"| {names.get(key, key)} | {100 * res['success_rate']:.0f}% | {100 * res['final_distance']:.1f} "
+        name = f"MPC, {res['model']} world model" if key == "mpc" and res.get("model") else names.get(key, key)
+        lines.append(f"| {name} | {100 * res['success_rate']:.0f}% | {100 * res['final_distance']:.1f} "
                      f"| {plan} | {res['episodes']} |")
     return "\n".join(lines)
 

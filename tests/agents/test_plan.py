@@ -28,7 +28,7 @@ def test_plan_writes_table_json_gif_and_resumes(model_dir, tmp_path, capsys):
     out = tmp_path / "plan"
     assert main(["plan", str(model_dir), *ENV, "--out", str(out), "--episodes", "2", *FAST]) == 0
     table = capsys.readouterr().out
-    assert "| MPC, learnt world model |" in table and "| random actions |" in table and "oracle" in table
+    assert "| MPC, action_cond_predrnn_v2 world model |" in table and "| random actions |" in table and "oracle" in table
     report = json.loads((out / "results.json").read_text())
     assert set(report["results"]) == {"mpc", "random", "oracle"}
     mpc = report["results"]["mpc"]

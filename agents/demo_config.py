@@ -1,0 +1,147 @@
+"""The demo's settings: every section of its preset, validated before any work starts.
+
+``collect`` (:class:`envs.collect.CollectConfig`), ``model``/``data``/``train``/``eval``
+(:class:`mbvc.config.RunConfig`), ``cost`` (:class:`agents.cost_registry.CostConfig`), ``plan``
+(:class:`agents.planners.PlannerConfig`) and ``demo`` (:class:`DemoConfig`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mbvc.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Seeds of evaluation episodes start here; collection seeds are hashed 32-bit numbers
+#: (``envs.collect.episode_seed``), so the evaluation goals are held out.
+EVAL_SEED_BASE = 1_000_000
+#: ``--tiny`` (tests): a handful of 16x16 episodes, a tiny model trained 4 iterations, few candidates.
+TINY_ITERATIONS = 4
+TINY = ("model.num_hidden=[8]", "model.total_length=6", "model.img_width=16", "train.batch_size=4",
+        "train.warmup_iters=1", "train.eval_interval=0", "train.checkpoint_interval=2", "train.log_interval=2",
+        "eval.horizon=4", "eval.batch_size=2", "eval.val_batches=1", "collect.num_episodes=6",
+        "collect.episode_length=8", "collect.num_envs=1", "demo.val_episodes=2", "demo.eval_episodes=2",
+        "demo.eval_episode_length=5", "plan.population_size=12", "plan.num_iterations=2", "plan.horizon=4",
+        "plan.replan_every=2", "demo.oracle_population=6", "demo.gif_scale=2",
+        "demo.threads=1")  # a tiny model gains nothing from threads; on a busy CPU they only wait
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The ``demo`` section: what ties the stages together and the evaluation task.
+
+    Attributes:
+        seed: the one seed of collection, training, planning and the evaluation goals (the
+            preset's other sections refer to it).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for training and planning.
+        progress: progress bars.
+        threads: torch CPU threads (``None``: torch's default).
+        val_episodes: validation episodes collected (seed + 1).
+        eval_episodes: evaluation episodes per agent (the same seeded goals for every agent).
+        goal_distance: ``(min, max)`` metres from the block's start to its goal.
+        eval_episode_length: steps per evaluation episode (it ends early on success).
+        oracle_planner: the oracle's planner (iCEM suits the true-state cost: 100% vs 83% for CEM on 12 goals).
+        oracle_population: the oracle's candidates per iteration (it simulates each one).
+        gif_scale: upscaling of the GIF's panels.
+        train_minutes: opt-in time budget: fit the iterations to it (not reproducible); ``None``:
+            the preset's fixed ``train.iterations``.
+    """
+
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    threads: int | None = None
+    val_episodes: int = 25
+    eval_episodes: int = 10
+    goal_distance: tuple[float, float] = (0.05, 0.1)
+    eval_episode_length: int = 40
+    oracle_planner: str = "icem"
+    oracle_population: int = 50
+    gif_scale: int = 4
+    train_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("val_episodes", "eval_episodes", "eval_episode_length", "oracle_population", "gif_scale"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"demo.{name} must be a positive integer, got {getattr(self, name)!r}")
+        lo, hi = self.goal_distance
+        if not 0 < lo <= hi:
+            raise ConfigError(f"demo.goal_distance must be (min, max) with 0 < min <= max, got {self.goal_distance}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"demo.threads must be >= 1 or null, got {self.threads}")
+        if self.train_minutes is not None and not self.train_minutes > 0:
+            raise ConfigError(f"demo.train_minutes must be > 0 or null, got {self.train_minutes}")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Every section of the demo's preset, validated (:func:`demo_settings`)."""
+
+    run: Any  # mbvc.config.RunConfig
+    collect: Any  # envs.collect.CollectConfig
+    cost: Any  # agents.cost_registry.CostConfig
+    plan: Any  # agents.planners.PlannerConfig
+    demo: DemoConfig
+    preset: str
+    overrides: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """All sections as plain data (the run folder's ``config.yaml`` holds the same)."""
+        return json.loads(json.dumps(self.run.to_dict()))
+
+    def eval_seeds(self, count: int | None = None) -> list[int]:
+        """Seeds of the held-out evaluation goals (the same for every agent)."""
+        n = self.demo.eval_episodes if count is None else count
+        return [EVAL_SEED_BASE + 1000 * self.demo.seed + i for i in range(n)]
+
+    def eval_env_kwargs(self) -> dict[str, Any]:
+        """``gymnasium.make`` keyword arguments of the evaluation episodes (ending on success)."""
+        return {"goal_distance": list(self.demo.goal_distance), "episode_length": self.demo.eval_episode_length,
+                "terminate_on_success": True}
+
+
+def scaled_schedule(iterations: int) -> list[str]:
+    """Overrides for ``iterations`` with the curriculum and warm-up compressed in the preset's proportions."""
+    return [f"train.iterations={iterations}", f"train.curriculum.r_sampling_step_1={max(1, iterations // 10)}",
+            f"train.curriculum.r_sampling_step_2={max(2, iterations // 2)}",
+            f"train.curriculum.r_exp_alpha={max(1, iterations // 10)}",
+            f"train.warmup_iters={min(50, max(1, iterations // 20))}",
+            f"train.checkpoint_interval={max(1, min(250, iterations // 4))}", f"train.eval_interval={max(1, iterations // 4)}"]
+
+
+def demo_settings(preset: str = "push-demo", overrides: Sequence[str] = (), *, tiny: bool = False,
+                  iterations: int | None = None) -> DemoSettings:
+    """Load and validate every section of ``preset`` (before any work starts).
+
+    Args:
+        preset: a preset name or YAML path with the demo's sections.
+        overrides: ``section.key=value`` strings, applied last (e.g. ``demo.seed=1``, ``plan.horizon=8``).
+        tiny: the tiny configuration (tests).
+        iterations: train this many iterations, the curriculum scaled to them.
+
+    Raises:
+        ConfigError: an unknown preset, section or key, or a bad value, naming it.
+    """
+    from envs.collect import CollectConfig
+    from mbvc.config import load_run_config, section_config
+
+    from .cost_registry import CostConfig
+    from .planners import PlannerConfig
+
+    schedule = scaled_schedule(iterations or TINY_ITERATIONS) if iterations or tiny else []
+    every = (*schedule, *(TINY if tiny else ()), *overrides)
+    run = load_run_config(preset, every)
+    settings = DemoSettings(run, section_config(CollectConfig, run, "collect"), section_config(CostConfig, run, "cost"),
+                            section_config(PlannerConfig, run, "plan"), section_config(DemoConfig, run, "demo"),
+                            str(preset), tuple(every))
+    if settings.plan.horizon > run.model.total_length - run.model.input_length:
+        log.warning("planning horizon %d exceeds the %d steps the model is trained to predict", settings.plan.horizon,
+                    run.model.total_length - run.model.input_length)
+    return settings
+
+
+__all__ = ["EVAL_SEED_BASE", "TINY", "DemoConfig", "DemoSettings", "demo_settings", "scaled_schedule"]

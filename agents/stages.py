@@ -1,0 +1,119 @@
+"""Resumable stages over one output folder: each is skipped when its record holds the same settings.
+
+A stage writes ``OUT/<stage>.json`` (its settings and what it produced) when it finishes; the
+next run skips it when the settings are the same, reruns it when they changed (or, for a
+``strict`` stage whose outputs later stages depend on, refuses and names the changes).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mbvc.errors import ConfigError
+from mbvc.io import write_json
+
+log = logging.getLogger(__name__)
+
+
+class StageRecord:
+    """``OUT/<stage>.json``: the settings a stage ran with and what it produced."""
+
+    def __init__(self, out: Path, stage: str) -> None:
+        self.path, self.stage = out / f"{stage}.json", stage
+
+    def load(self) -> dict[str, Any] | None:
+        """The record, or ``None`` when the stage has not finished."""
+        try:
+            return json.loads(self.path.read_text()) if self.path.is_file() else None
+        except ValueError:
+            return None
+
+    def write(self, settings: dict[str, Any], **content: Any) -> dict[str, Any]:
+        """Write the record and return it."""
+        record = {"stage": self.stage, "settings": settings, **content}
+        write_json(self.path, record)
+        return record
+
+
+def prepare_out_dir(out: str | os.PathLike, marker: str, content: dict[str, Any], force: bool,
+                    outputs: Sequence[str] = ()) -> Path:
+    """Check and create the output folder and write its ``marker``; with ``force``, remove ``outputs`` there.
+
+    Raises:
+        ConfigError: ``out`` is a file, cannot be written, or is a non-empty folder without ``marker``.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; a folder is needed")
+    if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
+        raise ConfigError(f"--out {out} is a non-empty folder that the demo did not make (no {marker}); "
+                          "choose an empty or new folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / marker, {**content, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    if force:
+        for name in outputs:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
+    return out
+
+
+class Stages:
+    """Runs named stages in ``out``, once each per object, timing them (:attr:`timings`, :attr:`skipped`).
+
+    Args:
+        out: the output folder (made by :func:`prepare_out_dir`).
+        seed: seeds every stage's global random state before it runs.
+    """
+
+    def __init__(self, out: Path, seed: int) -> None:
+        self.out, self.seed = out, seed
+        self.timings: dict[str, float] = {}
+        self.skipped: list[str] = []
+        self._done: dict[str, dict[str, Any]] = {}
+
+    def run(self, name: str, settings: dict[str, Any], fn: Callable[[], dict[str, Any]], strict: bool) -> dict[str, Any]:
+        """The record of stage ``name``: found with the same ``settings``, or made by ``fn()``.
+
+        Raises:
+            ConfigError: a ``strict`` stage finished with other settings.
+        """
+        from mbvc.seeding import seed_everything
+
+        if name in self._done:
+            return self._done[name]
+        record = StageRecord(self.out, name)
+        done = record.load()
+        if done is not None and done.get("settings") == settings:
+            log.info("[%s] already done (%s): skipped; --force redoes it", name, record.path)
+            self.skipped.append(name)
+            self.timings[name] = float(done.get("stage_seconds", 0.0))
+        else:
+            if done is not None and strict:
+                before = done.get("settings", {})
+                diff = [f"{k}: was {before.get(k)!r}, now {settings.get(k)!r}" for k in sorted(set(before) | set(settings))
+                        if before.get(k) != settings.get(k)]
+                raise ConfigError(f"{self.out} holds a finished {name} stage made with other settings "
+                                  f"({'; '.join(diff[:3])}); pass --force to redo it or choose another --out")
+            log.info("[%s] starting", name)
+            seed_everything(self.seed)
+            start = time.perf_counter()
+            content = fn()
+            self.timings[name] = time.perf_counter() - start
+            log.info("[%s] done in %.1f s", name, self.timings[name])
+            done = record.write(settings, stage_seconds=self.timings[name], **content)
+        self._done[name] = done
+        return done
+
+
+__all__ = ["StageRecord", "Stages", "prepare_out_dir"]
