@@ -34,7 +34,8 @@ class CostConfig:
     """The image cost an MPC agent plans with (the ``cost`` section of a preset).
 
     Attributes:
-        name: a registered cost (:data:`COSTS`) or ``package.module:name``: a cost
+        name: a registered cost (:data:`COSTS`; the ``push-demo`` preset's is ``push``, the
+            default the generic ``goal_image``) or ``package.module:name``: a cost
             ``cost(frames N x H x C x h x w, goal) -> N`` used as it is, or a class (or, with
             ``kwargs``, any factory) called with ``kwargs`` to make one.
         pusher_weight: ``push``: weight of the shaping that brings the pusher behind the block.
@@ -46,7 +47,7 @@ class CostConfig:
         kwargs: keyword arguments of a ``module:name`` factory.
     """
 
-    name: str = "push"
+    name: str = "goal_image"
     pusher_weight: float = 0.5
     keep_out_weight: float = 2.0
     finger_calibration: bool = True

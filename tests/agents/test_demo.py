@@ -73,9 +73,16 @@ def test_changed_data_settings_refuse_without_force(tiny_run):
         run_demo(demo_settings(tiny=True, overrides=[*QUIET, "collect.num_episodes=7"]), out)
 
 
-def test_two_seeded_trainings_give_identical_weights(tiny_run, tmp_path):
+def test_two_seeded_trainings_give_identical_weights(tiny_run, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
+    import agents.budget
+
+    def clock(*args, **kwargs):
+        raise AssertionError("the default training must not time itself")
+
+    monkeypatch.setattr(agents.budget, "fit_iterations", clock)
+    monkeypatch.setattr(agents.budget, "seconds_per_iteration", clock)
     out, settings, _, _ = tiny_run
     again = DemoRun(settings, tmp_path / "again")
     assert again.train()["iterations"] == 4
