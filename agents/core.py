@@ -39,7 +39,11 @@ def image_to_tensor(
     Returns:
         Float frames ``C x h x w`` (or ``T x C x h x w``) in [0, 1].
     """
-    t = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
+    if not isinstance(image, torch.Tensor):
+        image = np.asarray(image)
+        if not image.flags.writeable:  # e.g. frames resized through PIL; torch wants to own writable memory
+            image = image.copy()
+    t = torch.as_tensor(image)
     if t.dim() not in (3, 4) or t.shape[-1] not in (1, 3, 4):
         raise ShapeError(
             f"image_to_tensor requires an (H, W, C) or (T, H, W, C) image with C in (1, 3, 4), "

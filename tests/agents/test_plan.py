@@ -99,3 +99,19 @@ def test_a_model_with_another_action_size_is_refused(model_dir, tmp_path, capsys
     path = save_model(other, tmp_path / "three.safetensors")
     line = _error(capsys, ["plan", str(path), *ENV, "--out", str(tmp_path / "plan"), "--cost", "goal_image"])
     assert "3-dimensional actions" in line and "mbvc/Push-v0" in line
+
+
+def test_plan_sees_a_state_based_gymnasium_env_through_the_pixel_wrapper(model_dir, tmp_path, monkeypatch):
+    """Reacher (2 actions, like the model) renders its frames; it has no get_state, so no oracle."""
+    import gymnasium as gym
+
+    if "Reacher-v5" not in gym.envs.registry:
+        pytest.skip("gymnasium's MuJoCo envs are not registered")
+    (tmp_path / "dark.py").write_text("def cost(frames, goal):\n    return frames.mean(dim=(1, 2, 3, 4))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "reacher"
+    assert main(["plan", str(model_dir), "--env", "Reacher-v5", "--env-kwargs", "max_episode_steps=3",
+                 "--cost", "dark:cost", "--out", str(out), "--episodes", "1", *FAST]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert set(report["results"]) == {"mpc", "random"}
+    assert report["results"]["mpc"]["per_episode"][0]["steps"] == 3
