@@ -117,3 +117,21 @@ def test_scripted_policy_success_rate(make_push):
     policy = ScriptedPushPolicy.from_env(env)
     wins = [run_episode(env, policy, seed)[0]["is_success"] for seed in range(20)]
     assert np.mean(wins) >= 0.8
+
+
+def test_policies_are_found_by_registered_name(make_push, monkeypatch):
+    import envs.policies as policies
+    from envs.policies import EpisodeMixPolicy, register_policy
+
+    env = make_push()
+    mix = make_policy("episode_mix", env)
+    assert isinstance(mix, EpisodeMixPolicy) and len(mix.policies) == 2  # the demo's data, by name
+    monkeypatch.setattr(policies, "POLICY_FACTORIES", dict(policies.POLICY_FACTORIES))
+    monkeypatch.setattr(policies, "POLICIES", policies.POLICIES)
+    register_policy("still", lambda env, seed, noise, prob: FunctionPolicy(lambda obs: np.zeros(2, np.float32)))
+    assert "still" in policies.POLICIES
+    assert np.all(make_policy("still", env)(None) == 0)
+    with pytest.raises(ConfigError, match="Did you mean 'episode_mix'"):
+        make_policy("episode_mx", env)
+    with pytest.raises(ConfigError, match="module:factory"):
+        register_policy("a:b", lambda *a: None)
