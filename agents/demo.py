@@ -122,8 +122,8 @@ class DemoRun:
         """Stage 2 after stage 1: the world model into ``OUT/model`` (``mbvc train``'s calls)."""
         self.collect()
         return self.stages.run("train", {**self.train_settings(), "collect": self.collect_settings()},
-                           lambda: train_world_model(self.run_cfg, self.out / "model", self.settings.demo.train_minutes),
-                           strict=True)
+                               lambda: train_world_model(self.run_cfg, self.out / "model", self.settings.demo.train_minutes),
+                               strict=True)
 
     def plan(self) -> dict[str, Any]:
         """Stage 3 after stages 1-2: ``mbvc plan``'s call on the held-out goals into ``OUT/plan``."""
