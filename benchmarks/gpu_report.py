@@ -31,6 +31,9 @@ def _header(results: dict[str, Any]) -> list[str]:
     lines = [f"# GPU figures: {where}", "",
              f"Command: `{results.get('command')}` on {results.get('date')}; budget {_f(results.get('budget_s'), 0)} s, "
              f"took {_f(results.get('wall_s'), 0)} s{'' if results.get('finished') else ' (unfinished: partial results)'}.",
+             *(["", "Earlier runs into this file: " + "; ".join(f"`{r['command']}` on {r['date']} ({', '.join(r['sections'])})"
+                                                           for r in results["runs"][:-1]) + "."]
+               if len(results.get("runs", [])) > 1 else []),
              "", f"Machine: {m.get('cpu')}, {m.get('cpu_count')} CPUs, torch {m.get('torch')}, Python {m.get('python')}, "
              f"{m.get('platform')}."]
     if m.get("nvidia_smi"):

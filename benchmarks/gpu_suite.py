@@ -207,7 +207,7 @@ def section_train(sec: Section) -> None:
                      "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()})
     peak = matmul_tflops(sec)
     sec.set(matmul_peak=peak)
-    warmup, iters = (1, 1) if sec.tiny else (3, 10)
+    warmup, iters = (1, 1) if sec.tiny else (5, 20)
     for preset in FULL_PRESETS:
         cfg = model_config(preset, sec.tiny)
         b = 2 if sec.tiny else BATCH[preset.split("-")[0]]
@@ -288,7 +288,7 @@ def section_train_fast(sec: Section) -> None:
     earlier = {(r["preset"], r["variant"]): r for r in sec.rows("train") if "s_per_it" in r}
     peak = load_results(sec.out_dir).get("sections", {}).get("train", {}).get("matmul_peak", {}).get("tflops")
     set_tf32(True)
-    warmup, iters = (1, 1) if sec.tiny else (3, 10)
+    warmup, iters = (1, 1) if sec.tiny else (5, 20)
     # Every preset's CUDA graph first (seconds each), then the compilations (tens of seconds each).
     for variant, preset in ((v, p) for v in ("bf16+cuda_graph", "bf16+compile") for p in FULL_PRESETS):
         cfg = model_config(preset, sec.tiny)
@@ -338,7 +338,7 @@ def section_planning(sec: Section) -> None:
     from mbvc.models import build_model
 
     pop, its, horizon = (8, 2, 2) if sec.tiny else (200, 3, 10)
-    warmup, steps = (1, 1) if sec.tiny else (3, 15)
+    warmup, steps = (1, 1) if sec.tiny else (2, 8)
     cases = (("push-demo", "push-demo", None), ("bair-predrnn-v2 (full size)", "bair-predrnn-v2", TARGET_PLAN_MS))
     set_tf32(True)
     rng = np.random.default_rng(0)
@@ -566,9 +566,13 @@ def run_suite(args: argparse.Namespace, argv: list[str]) -> int:
     for name in args.sections:
         sections[name] = {"status": "pending"}
     info = machine_info()
+    command = "bash benchmarks/gpu_suite.sh " + shlex.join(argv)
+    date = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    # A rerun of some sections into the same folder keeps the others: each run is listed.
+    runs = [*results.get("runs", []), {"command": command, "date": date, "sections": args.sections}]
     results.update({
         "suite": "gpu_suite", "device": args.device, "tiny": args.tiny, "budget_s": args.budget_s,
-        "command": "bash benchmarks/gpu_suite.sh " + shlex.join(argv), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": command, "date": date, "runs": runs,
         "machine": {**info, "nvidia_smi": nvidia_smi()}, "finished": None,
         "targets": {"planning_ms_per_step_full_size": TARGET_PLAN_MS, "eval_speedup": TARGET_EVAL_SPEEDUP,
                     "paper_mse": PAPER_MSE},

@@ -45,9 +45,11 @@ On a session that is lent a device machine (the device tool's `status` says so):
        carry:     [".whl"]
        timeout_s: 540
   3. copy the files it brings back into benchmarks/results/ and commit them. If a section
-     failed, rerun only it on the still-warm machine, e.g.
-       command: bash benchmarks/gpu_suite.sh --sections planning,eval --budget-s 150
-     (timeout_s 240), then give the machine back.
+     failed or ran out of time, rerun only it right away (the machine stays warm 30 s); the
+     suite keeps the sections it does not rerun, so with the first files in benchmarks/results:
+       command:   bash benchmarks/gpu_suite.sh --sections planning,eval --budget-s 150 --out-dir benchmarks/results && cp benchmarks/results/gpu_* "$OUT"/
+       timeout_s: 240
+     then give the machine back (give_back). docs/gpu.md says how to read the results.
 EOF
 }
 
