@@ -73,7 +73,7 @@ def test_eval_and_curve_rows(dry_run: Path) -> None:
     sections = json.loads((dry_run / "gpu_suite.json").read_text())["sections"]
     assert [r["case"] for r in sections["eval"]["rows"]] == ["mnist", "bair", "kth"]
     for r in sections["eval"]["rows"]:
-        assert r["speedup"] > 0 and r["lpips_speedup"] > 0 and r["all_speedup"] > 0
+        assert r["speedup"] > 0 and r["lpips_speedup"] > 0 and r["all_speedup"] > 0 and r["lpips_agree"]
         assert isinstance(r["meets_target"], bool)
     assert "random weights" in sections["eval"]["lpips_weights"] or sections["eval"]["lpips_weights"] == "real weights"
     curve = sections["curve"]
