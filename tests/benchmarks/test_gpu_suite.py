@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gpu_report import markdown
-from benchmarks.gpu_suite import FULL_PRESETS, PAPER_MSE, extrapolate
+from benchmarks.gpu_sections import FULL_PRESETS, PAPER_MSE, extrapolate
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "gpu_suite.sh"
