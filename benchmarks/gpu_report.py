@@ -59,16 +59,17 @@ def _train(sections: dict[str, Any]) -> list[str]:
              "backward (FlopCounterMode); elementwise work is not counted. The reference runs with torch's defaults "
              "(TF32 in cuDNN convolutions, not in matmuls); fp32 is strict fp32; compile is regional (each "
              "recurrent cell compiled); cuda_graph captures forward, backward and Adam in one graph.", "",
-             "| preset | variant | batch | it/s | vs reference | TFLOP/s | of matmul ceiling |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| preset | variant | batch | it/s | vs reference | TFLOP/s | of matmul ceiling | warm-up s (incl. compile) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         problem = _problem(r)
         if problem:
-            lines.append(f"| {r['preset']} | {r['variant']} | | {problem} | | | |")
+            lines.append(f"| {r['preset']} | {r['variant']} | | {problem} | | | | |")
             continue
         lines.append(f"| {r['preset']} | {r['variant']} | {r['batch']} | {_f(r['it_s'])} | "
                      f"{_f(r.get('ratio_vs_reference'), 2, 'x')} | {_f(r.get('tflops'), 1)} | "
-                     f"{_f(None if r.get('fraction_of_matmul_peak') is None else 100 * r['fraction_of_matmul_peak'], 1, '%')} |")
+                     f"{_f(None if r.get('fraction_of_matmul_peak') is None else 100 * r['fraction_of_matmul_peak'], 1, '%')} | "
+                     f"{_f((r.get('warmup_s') or 0) + (r.get('setup_s') or 0), 1)} |")
     return lines
 
 
