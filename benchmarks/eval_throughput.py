@@ -104,12 +104,22 @@ def machine(device: torch.device) -> dict[str, Any]:
     return {**machine_info(device), "numpy": np.__version__, "scikit-image": skimage.__version__}
 
 
-def run_case(name: str, sequences: int, batch: int, repeats: int, device: torch.device, seed: int) -> dict[str, Any]:
-    """Time both implementations on one case and check that they agree."""
+def case_frames(name: str, sequences: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded ``(pred, target)`` stacks ``(N, T, C, H, W)`` of case ``name`` (CPU, float32).
+
+    The predictions are the targets plus noise, so some values leave [0, 1] (clipping is exercised).
+    """
     horizon, channels, size = CASES[name]
     g = torch.Generator().manual_seed(seed)
     target = torch.rand(sequences, horizon, channels, size, size, generator=g)
-    pred = target + 0.1 * torch.randn(target.shape, generator=g)  # some values leave [0, 1]
+    pred = target + 0.1 * torch.randn(target.shape, generator=g)
+    return pred, target
+
+
+def run_case(name: str, sequences: int, batch: int, repeats: int, device: torch.device, seed: int) -> dict[str, Any]:
+    """Time both implementations on one case and check that they agree."""
+    horizon, channels, size = CASES[name]
+    pred, target = case_frames(name, sequences, seed)
     np_pred = pred.permute(0, 1, 3, 4, 2).numpy().copy()
     np_target = target.permute(0, 1, 3, 4, 2).numpy().copy()
     dev_pred, dev_target = pred.to(device), target.to(device)

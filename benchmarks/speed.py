@@ -21,7 +21,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,35 +54,34 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def bench_preset(preset: str, iters: int, device: str, bf16: bool, compile_: bool, channels_last: bool,
-                 batch: int | None) -> dict:
-    cfg = model_config_from_preset(preset)
-    b = batch or BATCH[preset.split("-")[0]]
+def build_pair(cfg: Any, device: str) -> tuple[torch.nn.Module, RefTrainer]:
+    """mbvc's model for ``cfg`` (seed 0) and a reference-style trainer holding the same weights."""
     torch.manual_seed(0)
     model = build_model(cfg).to(device)
     ref = RefRNN(cfg.name, cfg.num_hidden, cfg.patch_size, cfg.img_channel, cfg.img_width, cfg.filter_size,
                  cfg.layer_norm, cfg.input_length, cfg.total_length, cfg.reverse_scheduled_sampling,
                  cfg.decouple_beta, cfg.conv_on_input, cfg.res_on_conv, cfg.num_action_ch, device=device).to(device)
     ref.load_state_dict(export_reference_state_dict(model))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    ref_trainer = RefTrainer(ref, 1e-4, cfg.patch_size, device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-    step_fn = model
-    if compile_:
-        step_fn = torch.compile(model)
+    return model, RefTrainer(ref, 1e-4, cfg.patch_size, device)
 
+
+def make_batch(cfg: Any, batch: int, device: str) -> tuple[np.ndarray, np.ndarray | None, torch.Tensor, torch.Tensor | None]:
+    """A seeded random batch: numpy ``(B, T, H, W, C)`` frames (and ``(B, T, A)`` actions) for the
+    reference side, the same values as ``(B, T, C, H, W)`` tensors on ``device`` for mbvc."""
     rng = np.random.RandomState(0)
-    T, K = cfg.total_length, cfg.input_length
-    frames_np = rng.rand(b, T, cfg.img_height, cfg.img_width, cfg.img_channel).astype(np.float32)
-    actions_np = rng.randn(b, T, cfg.num_action_ch).astype(np.float32) if cfg.is_action else None
+    frames_np = rng.rand(batch, cfg.total_length, cfg.img_height, cfg.img_width, cfg.img_channel).astype(np.float32)
+    actions_np = rng.randn(batch, cfg.total_length, cfg.num_action_ch).astype(np.float32) if cfg.is_action else None
     frames = torch.from_numpy(frames_np).permute(0, 1, 4, 2, 3).contiguous().to(device)
     actions = None if actions_np is None else torch.from_numpy(actions_np).to(device)
-    cur = CurriculumConfig()
-    gen = torch.Generator().manual_seed(0)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.startswith("cuda"))
+    return frames_np, actions_np, frames, actions
 
-    def mbvc_train(itr: int) -> None:
+
+def mbvc_train_fn(step_fn: Callable[..., Any], opt: torch.optim.Optimizer, cfg: Any, frames: torch.Tensor,
+                  actions: torch.Tensor | None, device: str, autocast: Any) -> Callable[[int], None]:
+    """One mbvc training iteration ``f(itr)``: curriculum mask, forward under ``autocast``, backward, Adam."""
+    cur, gen, b = CurriculumConfig(), torch.Generator().manual_seed(0), frames.shape[0]
+
+    def train(itr: int) -> None:
         mask = curriculum_mask(cfg, cur, itr, b, generator=gen, device=device)
         with autocast:
             out = step_fn(frames, mask, actions)
@@ -88,12 +89,41 @@ def bench_preset(preset: str, iters: int, device: str, bf16: bool, compile_: boo
         out.loss.backward()
         opt.step()
 
-    def ref_train(itr: int) -> None:
+    return train
+
+
+def ref_train_fn(ref_trainer: RefTrainer, cfg: Any, frames_np: np.ndarray,
+                 actions_np: np.ndarray | None) -> Callable[[int], None]:
+    """One reference-style training iteration ``f(itr)``: numpy mask, patching, copies, step."""
+    rng, b, k, t = np.random.RandomState(0), frames_np.shape[0], cfg.input_length, cfg.total_length
+
+    def train(itr: int) -> None:
         if cfg.reverse_input_rule:
-            mask = np_rss_mask(itr, b, K, T, rng=rng)
+            mask = np_rss_mask(itr, b, k, t, rng=rng)
         else:
-            mask = np_ss_mask(itr, b, K, T, rng=rng)
+            mask = np_ss_mask(itr, b, k, t, rng=rng)
         ref_trainer.train_step(frames_np, mask, actions_np)
+
+    return train
+
+
+def bench_preset(preset: str, iters: int, device: str, bf16: bool, compile_: bool, channels_last: bool,
+                 batch: int | None) -> dict:
+    cfg = model_config_from_preset(preset)
+    b = batch or BATCH[preset.split("-")[0]]
+    model, ref_trainer = build_pair(cfg, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    step_fn = model
+    if compile_:
+        step_fn = torch.compile(model)
+
+    T, K = cfg.total_length, cfg.input_length
+    frames_np, actions_np, frames, actions = make_batch(cfg, b, device)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16 and device.startswith("cuda"))
+    mbvc_train = mbvc_train_fn(step_fn, opt, cfg, frames, actions, device, autocast)
+    ref_train = ref_train_fn(ref_trainer, cfg, frames_np, actions_np)
 
     tmask = test_mask(cfg, b, device=device)
 

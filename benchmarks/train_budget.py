@@ -32,6 +32,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="preset override (repeatable), e.g. train.batch_size=4")
     p.add_argument("--budget-min", type=float, default=20.0, help="training wall-clock budget, minutes")
     p.add_argument("--evals", type=int, default=8, help="evaluations spread evenly over the budget (plus one at 0)")
+    p.add_argument("--eval-every", type=int, default=None, metavar="N",
+                   help="evaluate every N iterations instead of --evals points spread over the budget")
+    p.add_argument("--schedule", choices=("time-cosine", "preset"), default="time-cosine",
+                   help="learning rate: warm-up then cosine over the time budget, or the preset's own schedule")
     p.add_argument("--test-size", type=int, default=256, help="fixed, seeded test sequences")
     p.add_argument("--test-seed", type=int, default=1234, help="seed of the generated test set")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -123,7 +128,8 @@ def markdown(report: dict[str, Any]) -> str:
     b, m, fin = report["baselines"], report["machine"], report["final"]
     lp = report["lpips"]
     lines = [
-        f"# Training for a {report['budget_min']:g}-minute CPU budget: {report['preset']}",
+        f"# Training for a {report['budget_min']:g}-minute {report.get('device_label', 'CPU')} budget: "
+        f"{report['preset']}",
         "",
         f"Command: `{report['command']}`",
         "",
@@ -173,10 +179,15 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+def run(args: argparse.Namespace, argv: list[str] | None = None,
+        on_point: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Train for the budget, evaluating along the way; return the report (nothing is written).
+
+    Args:
+        args: from :func:`parse_args`.
+        argv: the command-line arguments, recorded in the report.
+        on_point: called with each curve point as soon as it is measured (partial results).
+    """
     torch.set_num_threads(args.threads)
     from torch.utils.data import DataLoader
 
@@ -208,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
 
     budget_s = args.budget_min * 60
     clock = {"train_s": 0.0}
-    trainer.scheduler.lr_lambdas = [time_cosine(cfg.train, budget_s, clock)]
-    marks = [budget_s * (i + 1) / args.evals for i in range(args.evals)]
+    if args.schedule == "time-cosine":
+        trainer.scheduler.lr_lambdas = [time_cosine(cfg.train, budget_s, clock)]
+    marks = [] if args.eval_every else [budget_s * (i + 1) / args.evals for i in range(args.evals)]
     curve: list[dict[str, Any]] = []
     baselines: dict[str, Any] = {}
     eval_s, losses, start = 0.0, [], time.monotonic()
@@ -229,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
                  "per_frame_mse": result.per_frame["model"]["mse"]}
         curve.append(point)
         losses = []
+        if on_point is not None:
+            on_point(point)
         s = scores["model"]
         print(f"[{point['wall_s'] / 60:5.1f} min wall, {clock['train_s'] / 60:5.1f} train] it {trainer.iteration:5d} "
               f"loss {point['train_loss'] or float('nan'):.4f} | MSE {s['mse']:.2f} SSIM {s['ssim']:.4f} "
@@ -241,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         loss, _, _ = trainer.step()
         clock["train_s"] += time.monotonic() - t0
         losses.append(loss)
-        if marks and clock["train_s"] >= marks[0]:
+        if args.eval_every and trainer.iteration % args.eval_every == 0:
+            checkpoint()
+        elif marks and clock["train_s"] >= marks[0]:
             while marks and clock["train_s"] >= marks[0]:
                 marks.pop(0)
             checkpoint()
@@ -257,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     mcfg = cfg.model
     report = {
         "benchmark": "train_budget",
-        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
+        "command": "python benchmarks/train_budget.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "preset": args.preset, "overrides": args.overrides, "budget_min": args.budget_min,
+        "device_label": "CPU" if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "schedule": args.schedule, "eval_every": args.eval_every,
         "model_summary": (f"{mcfg.name} hidden {list(mcfg.num_hidden)}, filter {mcfg.filter_size}, patch "
                           f"{mcfg.patch_size}, {mcfg.img_width}x{mcfg.img_height}, trained {mcfg.input_length} -> "
                           f"{mcfg.total_length}, batch {cfg.train.batch_size}, lr {cfg.train.lr}"),
@@ -273,13 +291,29 @@ def main(argv: list[str] | None = None) -> int:
         "mse_vs_mean_frame": final["model"]["mse"] / baselines["mean_frame"]["mse"],
         "model_path": str(model_path), "config": cfg.to_dict(),
     }
-    out = args.out
+    return report
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """``<out>.json``, ``<out>.md`` and, where matplotlib is installed, ``<out>.png``."""
     write_json(out.with_suffix(".json"), report)
     with atomic_write(out.with_suffix(".md"), "w") as f:
         f.write(markdown(report))
-    plot(curve, baselines, out.with_suffix(".png"))
+    try:
+        plot(report["curve"], report["baselines"], out.with_suffix(".png"))
+    except ImportError as exc:  # matplotlib is optional on benchmark machines
+        logging.getLogger(__name__).warning("no curve plot: %s", exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    report = run(args, argv)
+    final, out = report["final"], args.out
+    write_report(report, out)
     print(f"final MSE {final['model']['mse']:.2f} ({100 * report['mse_vs_copy_last']:.0f}% of copy-last-frame); "
-          f"wrote {out.with_suffix('.json')}, .md, .png; model {model_path}")
+          f"wrote {out.with_suffix('.json')}, .md, .png; model {report['model_path']}")
     return 0
 
 
