@@ -15,6 +15,23 @@ from pathlib import Path
 from typing import Any
 
 
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; do it once, at import, before any threads write files.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
+def _fresh_temp(path: Path, suffix: str) -> tuple[int, str]:
+    """``mkstemp`` next to ``path``, given the mode a plain ``open`` would (mkstemp makes 0600)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(fd, _FILE_MODE)
+    return fd, tmp
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file next to ``path``; on success fsync it and rename it to ``path``.
@@ -29,7 +46,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _fresh_temp(path, ".tmp")
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -50,7 +67,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = _fresh_temp(path, ".tmp" + path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
