@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_output_file(path: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike] = (),
+                      option: str = "-o") -> None:
+    """Refuse to write ``path`` over an input, over a folder, or (without ``overwrite``) over any file.
+
+    Raises:
+        ConfigError: ``path`` is one of ``inputs``, a folder, or an existing file and not ``overwrite``.
+    """
+    from mbvc.errors import ConfigError
+
+    path = Path(path)
+    for src in inputs:
+        if path.exists() and Path(src).exists() and os.path.samefile(path, src):
+            raise ConfigError(f"{option} {path} is the input file; write the output to another path")
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{option} {path} already exists; pass --overwrite to replace it")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
