@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mbvc.data.checks import check_finite
 from mbvc.errors import ConfigError, ShapeError
 
 from .core import image_to_tensor
@@ -185,7 +186,11 @@ class MPCAgent:
         goal, cost = self.goal, self.cost
 
         def objective(actions: torch.Tensor) -> torch.Tensor:
-            return cost(rollout_fn(actions), goal)
+            frames = rollout_fn(actions)
+            # NaN frames give NaN costs, which CEM would rank arbitrarily and still return a plan.
+            if isinstance(frames, torch.Tensor):
+                check_finite(frames, "MPCAgent: the world model's predicted frames", "predictions")
+            return cost(frames, goal)
 
         plan = self.trajectory.optimize(objective, executed=self._executed)
         self._executed = 0
