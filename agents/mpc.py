@@ -72,6 +72,8 @@ class MPCAgent:
             if action_space is None:
                 raise ConfigError("MPCAgent needs action_space (a Box) to build a planner from a name/config")
             planner = build_planner(planner, action_space.low, action_space.high)
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ConfigError(f"MPCAgent horizon must be a positive int (planned steps), got {horizon!r}")
         if not 1 <= replan_every <= horizon:
             raise ConfigError(f"need 1 <= replan_every <= horizon, got {replan_every=}, {horizon=}")
         self.model, self.cost, self.horizon = model, cost, horizon

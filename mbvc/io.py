@@ -97,6 +97,18 @@ def check_output_file(path: str | os.PathLike, overwrite: bool, inputs: Iterable
         raise ConfigError(f"{option} {path} already exists; pass --overwrite to replace it")
 
 
+def check_output_folder(path: str | os.PathLike | None, option: str = "-o") -> None:
+    """Refuse an output folder argument that names an existing file (before any work is done).
+
+    Raises:
+        ConfigError: ``path`` exists and is not a folder.
+    """
+    from mbvc.errors import ConfigError
+
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise ConfigError(f"{option} {path} is a file; this command writes a folder of files there: give a folder path")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_write(path, "w") as f:

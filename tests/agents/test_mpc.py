@@ -145,3 +145,18 @@ def test_a_world_model_predicting_nan_stops_the_agent():
     agent.reset(obs, goal=env.goal_image())
     with pytest.raises(DataError, match="predicted frames.*NaN"):
         agent.act(obs)
+
+
+@pytest.mark.parametrize("horizon", [2.5, 0, True])
+def test_horizon_must_be_a_positive_int(horizon):
+    with pytest.raises(ConfigError, match="horizon"):
+        MPCAgent(LineModel(), GoalImageCost(), PlannerConfig(), horizon=horizon, action_space=LineEnv().action_space)
+
+
+@pytest.mark.parametrize("cost", [GoalImageCost(), DesignatedPixelCost(RED)])
+def test_a_missing_goal_is_a_config_error(cost):
+    env, agent = _agent(cost)
+    obs, _ = env.reset(seed=0)
+    agent.reset(goal=None)
+    with pytest.raises(ConfigError, match="goal=None"):
+        agent.act(obs)

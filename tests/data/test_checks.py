@@ -32,3 +32,15 @@ def test_array_dataset_refuses_0_255_floats(tmp_path, uint8):
         data[0]
     np.save(path, np.random.default_rng(0).uniform(0, 1, (2, 4, 8, 8)).astype(np.float32))
     assert ArrayDataset(path, seq_len=3, uint8=uint8)[0]["frames"].shape == (3, 1, 8, 8)
+
+
+def test_a_tfrecord_length_of_2_to_the_60_is_refused_before_reading(tmp_path):
+    import struct
+
+    from mbvc.data.tfrecord_io import iter_records, masked_crc
+
+    length = struct.pack("<Q", 2**60)
+    path = tmp_path / "huge.tfrecord"
+    path.write_bytes(length + struct.pack("<I", masked_crc(length)) + b"x" * 32)
+    with pytest.raises(DataError, match=r"huge\.tfrecord record 0 .*claims 1152921504606846976 bytes"):
+        list(iter_records(path))
