@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mbvc.data.cache import partial_build, resolve_cache_dir
 from mbvc.data.store import SequenceStore, SequenceWriter, read_manifest
 from mbvc.data.windows import StoreWindows
 from mbvc.errors import DataError, DependencyNotInstalled, did_you_mean
@@ -139,6 +140,11 @@ def _runs(numbered: list[tuple[int, np.ndarray]], name: str) -> list[tuple[int, 
     return runs
 
 
+def cache_name(split: str, image_size: int = 128) -> str:
+    """Folder name of a KTH cache."""
+    return f"kth_{split}_{image_size}"
+
+
 def convert_kth(root: str | os.PathLike, cache_dir: str | os.PathLike, split: str, image_size: int = 128,
                 source: str = "auto") -> Path:
     """Decode one split once into a uint8 cache ``<cache_dir>/kth_<split>_<size>``; reuse it afterwards.
@@ -154,7 +160,7 @@ def convert_kth(root: str | os.PathLike, cache_dir: str | os.PathLike, split: st
         raise DataError(f"no KTH videos of persons {PERSONS[split].start:02d}-{PERSONS[split].stop - 1} "
                         f"({split} split) under {root}")
     spec = {"source": "kth", "split": split, "image_size": image_size, "videos": [n for n, _ in videos]}
-    name = f"kth_{split}_{image_size}"
+    name = cache_name(split, image_size)
     final, partial = Path(cache_dir) / name, Path(cache_dir) / f".{name}.partial"
     if final.exists():
         if read_manifest(final)["spec"] != SequenceWriter.normalise(spec):
@@ -162,27 +168,28 @@ def convert_kth(root: str | os.PathLike, cache_dir: str | os.PathLike, split: st
                             "pass another cache_dir")
         return final
     logger.info("decoding %d KTH %s videos into %s: a one-time step", len(videos), split, final)
-    # Shards are sealed only between videos, so a resumed conversion can skip whole videos.
-    with SequenceWriter(partial, spec, shard_size=1 << 30) as writer:
-        done = {m["video"] for m in SequenceStore(partial).meta} if writer.num_episodes else set()
-        pending = 0
-        for vname, path in videos:
-            if vname in done:
-                continue
-            if pending >= 64:
-                writer.flush()
-                pending = 0
-            person, action = _parse(vname)
-            numbered = list(read_video(vname, path))
-            shapes = {f.shape for _, f in numbered}
-            if len(shapes) != 1:
-                raise DataError(f"{path}: frames of mixed sizes {sorted(shapes)}; expected one size per video")
-            for first, frames in _runs(numbered, vname):
-                small = np.stack([np.clip(np.rint(resize_bilinear(f, image_size, image_size)), 0, 255)
-                                  for f in frames]).astype(np.uint8)
-                writer.add({"frames": small}, {"video": vname, "action": action, "person": person,
-                                               "first_frame": first})
-                pending += 1
+    with partial_build(partial, spec):
+        # Shards are sealed only between videos, so a resumed conversion can skip whole videos.
+        with SequenceWriter(partial, spec, shard_size=1 << 30) as writer:
+            done = {m["video"] for m in SequenceStore(partial).meta} if writer.num_episodes else set()
+            pending = 0
+            for vname, path in videos:
+                if vname in done:
+                    continue
+                if pending >= 64:
+                    writer.flush()
+                    pending = 0
+                person, action = _parse(vname)
+                numbered = list(read_video(vname, path))
+                shapes = {f.shape for _, f in numbered}
+                if len(shapes) != 1:
+                    raise DataError(f"{path}: frames of mixed sizes {sorted(shapes)}; expected one size per video")
+                for first, frames in _runs(numbered, vname):
+                    small = np.stack([np.clip(np.rint(resize_bilinear(f, image_size, image_size)), 0, 255)
+                                      for f in frames]).astype(np.uint8)
+                    writer.add({"frames": small}, {"video": vname, "action": action, "person": person,
+                                                   "first_frame": first})
+                    pending += 1
     os.replace(partial, final)
     return final
 
@@ -216,10 +223,11 @@ class KTHDataset(StoreWindows):
 def kth_dataset(root: str | os.PathLike, split: str, seq_len: int | None = None, stride: int | str = "category",
                 uint8: bool = False, image_size: int = 128, cache_dir: str | os.PathLike | None = None,
                 source: str = "auto", skip_short: bool = False) -> KTHDataset:
-    """Convert ``split`` if needed (cache in ``cache_dir``, default ``<root>/mbvc_cache``) and open it.
+    """Convert ``split`` if needed and open it.
 
-    ``seq_len`` defaults to 20 for train and 30 for test.
+    The cache goes to ``cache_dir``, by default ``<root>/mbvc_cache``, or a user cache folder
+    when ``root`` is read-only (see :func:`mbvc.data.cache.resolve_cache_dir`). ``seq_len`` defaults to 20 for train and 30 for test.
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else Path(root) / "mbvc_cache"
+    cache_dir = resolve_cache_dir(root, cache_dir, cache_name(split, image_size))
     cache = convert_kth(root, cache_dir, split, image_size, source)
     return KTHDataset(cache, seq_len or (20 if split == "train" else 30), stride, uint8, skip_short)
