@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 PROCESS_FILE = "process.json"
-# Temporaries of an atomic model write killed midway: ".model.safetensors.<random>.tmp.safetensors".
-_STALE_MODEL = re.compile(r"^\.(model|best)\.safetensors\.[^/]+\.tmp\.safetensors$")
+# Temporaries of an atomic write killed midway: ".model.safetensors.<random>.tmp.safetensors",
+# ".config.yaml.<random>.tmp" (mbvc.io's names, for the run folder's own files only).
+_STALE_MODEL = re.compile(r"^\.((model|best)\.safetensors\.[^/]+\.tmp\.safetensors|(config\.yaml|process\.json)\.[^/]+\.tmp)$")
 
 
 class RunLock:
@@ -107,7 +108,7 @@ def fresh_run_dir(parent: str | os.PathLike, name: str) -> Path:
 
 
 def remove_stale_model_temps(run_dir: str | os.PathLike) -> None:
-    """Remove temporaries of a model-file write that was killed midway (mbvc's own names only)."""
+    """Remove temporaries of a run-folder write (model file, config) killed midway; mbvc's own names only."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         return

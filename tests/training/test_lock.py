@@ -89,7 +89,8 @@ def test_threads_are_recorded_and_restored_on_resume(tmp_path, caplog):
 def test_resume_removes_the_temporary_of_a_killed_model_write(tmp_path):
     stale = tmp_path / ".model.safetensors.x1y2.tmp.safetensors"
     stale.write_bytes(b"partial")
+    (tmp_path / ".config.yaml.ab12.tmp").write_text("half")
     mine = tmp_path / "model.safetensors.tmp"  # not mbvc's temporary name: kept
     mine.write_bytes(b"user")
     remove_stale_model_temps(tmp_path)
-    assert not stale.exists() and mine.exists()
+    assert not stale.exists() and not (tmp_path / ".config.yaml.ab12.tmp").exists() and mine.exists()
