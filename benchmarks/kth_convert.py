@@ -129,7 +129,8 @@ def main() -> None:
     base = fps["per_frame_matmul"]
     result = {
         "videos": args.videos, "frames_per_video": args.frames, "frames": total, "size": args.size,
-        "workers": args.workers, "default_workers": default_workers(), "seconds_best": best, "seconds_all": times, "frames_per_s": fps,
+        "workers": args.workers, "default_workers": default_workers(), "seconds_best": best, "seconds_all": times,
+        "frames_per_s": fps,
         "speedup_vs_per_frame_matmul": {k: v / base for k, v in fps.items()},
         "machine": machine_info(),
     }

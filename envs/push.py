@@ -226,7 +226,8 @@ class PushEnv(gym.Env):
         """Move the pusher by ``action * max_step`` (clipped to the tray) and simulate 0.1 s."""
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (self.action_dim,):
-            raise EnvError(f"PushEnv.step expects an action of shape ({self.action_dim},), got {np.asarray(action).shape}")
+            raise EnvError(f"PushEnv.step expects an action of shape ({self.action_dim},), "
+                           f"got {np.asarray(action).shape}")
         if not np.all(np.isfinite(a)):  # checked before clipping, which would turn inf into 1 silently
             raise EnvError(f"PushEnv.step expects a finite action, got {a.tolist()}")
         a = np.clip(a, -1.0, 1.0)

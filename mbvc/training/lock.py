@@ -25,7 +25,8 @@ LOCK_FILE = ".lock"
 PROCESS_FILE = "process.json"
 # Temporaries of an atomic write killed midway: ".model.safetensors.<random>.tmp.safetensors",
 # ".config.yaml.<random>.tmp" (mbvc.io's names, for the run folder's own files only).
-_STALE_MODEL = re.compile(r"^\.((model|best)\.safetensors\.[^/]+\.tmp\.safetensors|(config\.yaml|process\.json)\.[^/]+\.tmp)$")
+_STALE_MODEL = re.compile(
+    r"^\.((model|best)\.safetensors\.[^/]+\.tmp\.safetensors|(config\.yaml|process\.json)\.[^/]+\.tmp)$")
 
 
 class RunLock:
