@@ -60,12 +60,20 @@ def check_frames(frames: torch.Tensor) -> None:
         raise ShapeError(f"costs take predicted frames of shape (N, H, C, h, w), got {got}")
 
 
+def require_goal(goal: Any) -> None:
+    """Refuse a missing goal with a message (``torch.as_tensor(None)`` would be a bare TypeError)."""
+    if goal is None:
+        raise ConfigError("this cost compares predictions to a goal, got goal=None; pass goal= to "
+                          "MPCAgent.reset (a goal image or pixel) or an observation with a 'goal' entry")
+
+
 def goal_as_frames(goal: Any, frames: torch.Tensor) -> torch.Tensor:
     """Turn a goal image into a tensor broadcastable to ``frames`` (``N x H x C x h x w``).
 
     Accepts ``C x h x w`` (one goal), ``N x C x h x w`` (one per candidate) or
     ``N x H x C x h x w`` (a goal per step), float in [0, 1].
     """
+    require_goal(goal)
     goal = torch.as_tensor(goal, device=frames.device)
     if goal.dtype == torch.uint8:
         raise ShapeError(
@@ -260,6 +268,7 @@ class DesignatedPixelCost:
 
     def goal_position(self, goal: Any, frames: torch.Tensor) -> torch.Tensor:
         """Goal pixel ``2`` (or ``N x 2``) from a position or a goal image."""
+        require_goal(goal)
         g = torch.as_tensor(goal, device=frames.device)
         if g.dim() >= 3:  # a goal image: where the object is in it
             pos, mass = blob_position(goal_as_frames(g, frames)[:, 0], self.colour, self.tolerance)

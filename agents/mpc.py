@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mbvc.data.checks import check_finite
 from mbvc.errors import ConfigError, ShapeError
 
 from .core import image_to_tensor
@@ -71,6 +72,8 @@ class MPCAgent:
             if action_space is None:
                 raise ConfigError("MPCAgent needs action_space (a Box) to build a planner from a name/config")
             planner = build_planner(planner, action_space.low, action_space.high)
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ConfigError(f"MPCAgent horizon must be a positive int (planned steps), got {horizon!r}")
         if not 1 <= replan_every <= horizon:
             raise ConfigError(f"need 1 <= replan_every <= horizon, got {replan_every=}, {horizon=}")
         self.model, self.cost, self.horizon = model, cost, horizon
@@ -185,7 +188,11 @@ class MPCAgent:
         goal, cost = self.goal, self.cost
 
         def objective(actions: torch.Tensor) -> torch.Tensor:
-            return cost(rollout_fn(actions), goal)
+            frames = rollout_fn(actions)
+            # NaN frames give NaN costs, which CEM would rank arbitrarily and still return a plan.
+            if isinstance(frames, torch.Tensor):
+                check_finite(frames, "MPCAgent: the world model's predicted frames", "predictions")
+            return cost(frames, goal)
 
         plan = self.trajectory.optimize(objective, executed=self._executed)
         self._executed = 0

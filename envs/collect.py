@@ -116,7 +116,21 @@ def episode_seed(base: int, index: int) -> int:
 
 
 def make_env(env_id: str, image_size: int, episode_length: int | None = None, **kwargs: Any) -> gym.Env:
-    """Build one collection env whose observation is a dict with ``"image"`` (and ``"state"``)."""
+    """Build one collection env whose observation is a dict with ``"image"`` (and ``"state"``).
+
+    Raises:
+        ConfigError: an unknown environment id (with the closest registered one).
+    """
+    try:
+        return _make_env(env_id, image_size, episode_length, **kwargs)
+    except gym.error.Error as e:  # NameNotFound, VersionNotFound...: the --env argument is wrong
+        from mbvc.errors import ConfigError, did_you_mean
+
+        raise ConfigError(f"environment {env_id!r}: {str(e).splitlines()[0].split(' Did you mean')[0]}"
+                          + did_you_mean(env_id, list(gym.registry))) from None
+
+
+def _make_env(env_id: str, image_size: int, episode_length: int | None = None, **kwargs: Any) -> gym.Env:
     if env_id.startswith("mbvc/") or env_id.startswith("envs:mbvc/"):
         import envs  # noqa: F401  registers the ids, also in spawned workers
 

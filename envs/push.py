@@ -81,6 +81,15 @@ def _scene(scene: str | SceneSpec, num_blocks: int | None, num_distractors: int 
                       + did_you_mean(str(scene), ["push", "multi", "distractors"]))
 
 
+def _refuse_unknown(unknown: dict[str, Any]) -> None:
+    import inspect
+
+    names = [n for n in inspect.signature(PushEnv.__init__).parameters if n not in ("self", "unknown")]
+    key = sorted(unknown)[0]
+    raise ConfigError(f"PushEnv got an unknown argument {key!r}; it takes {', '.join(names)}."
+                      + did_you_mean(key, names))
+
+
 class PushEnv(gym.Env):
     """Push the target object to a goal position on a table.
 
@@ -118,7 +127,10 @@ class PushEnv(gym.Env):
                  success_threshold: float = 0.025, goal_distance: tuple[float, float] = (0.06, 0.16),
                  camera: str = "bair", target: str | None = None, num_blocks: int | None = None,
                  num_distractors: int | None = None, terminate_on_success: bool = False,
-                 show_goal: bool = False, frame_skip: int = 25, render_mode: str | None = None) -> None:
+                 show_goal: bool = False, frame_skip: int = 25, render_mode: str | None = None,
+                 **unknown: Any) -> None:
+        if unknown:  # gym.make(..., imagesize=16) would otherwise be a bare TypeError
+            _refuse_unknown(unknown)
         self.scene = _scene(scene, num_blocks, num_distractors)
         self.height, self.width = _size(image_size)
         if not (isinstance(episode_length, int) and episode_length >= 1):
@@ -212,10 +224,13 @@ class PushEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Move the pusher by ``action * max_step`` (clipped to the tray) and simulate 0.1 s."""
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
-        if a.shape != (self.action_dim,) or not np.all(np.isfinite(a)):
-            raise EnvError(f"PushEnv.step expects a finite action of shape ({self.action_dim},), "
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != (self.action_dim,):
+            raise EnvError(f"PushEnv.step expects an action of shape ({self.action_dim},), "
                            f"got {np.asarray(action).shape}")
+        if not np.all(np.isfinite(a)):  # checked before clipping, which would turn inf into 1 silently
+            raise EnvError(f"PushEnv.step expects a finite action, got {a.tolist()}")
+        a = np.clip(a, -1.0, 1.0)
         # Targets are relative to where the pusher is, not where it was told to be, so a
         # blocked pusher does not wind up and lurch when released.
         pose = self._pusher_pose()[: self.action_dim]

@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except MbvcError as e:
-        print(f"mbvc {args.command}: error: {e}", file=sys.stderr)
+        one_line = " ".join(part.strip() for part in str(e).splitlines())  # messages quoting other errors
+        print(f"mbvc {args.command}: error: {one_line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mbvc {args.command}: interrupted", file=sys.stderr)

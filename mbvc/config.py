@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
@@ -64,13 +65,28 @@ def load_preset(name_or_path: str | os.PathLike, overrides: Sequence[str] = ()) 
     path = preset_path(name_or_path)
     try:
         conf = OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        raise ConfigError(yaml_error_line(path, e)) from None
     except (OmegaConfBaseException, OSError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot be parsed as YAML: {e}") from None
+        raise ConfigError(f"{path}: cannot be parsed as YAML: {str(e).splitlines()[0]}") from None
     if conf is None or not isinstance(OmegaConf.to_container(conf), dict):
         raise ConfigError(f"{path}: a preset must be a mapping of sections")
     data = apply_overrides(conf, overrides, str(path))
     data["_source"] = str(path)
     return data
+
+
+def yaml_error_line(path: Path, error: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: file, line, column, the problem, and a hint for tabs."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    line = ""
+    if mark is not None:
+        lines = path.read_text(errors="replace").splitlines()
+        line = lines[mark.line] if mark.line < len(lines) else ""
+    hint = "; indent with spaces, YAML does not allow tabs" if "\t" in line else ""
+    return f"{where}: not valid YAML ({problem}){hint}"
 
 
 def apply_overrides(base: Any, overrides: Sequence[str], source: str) -> dict[str, Any]:

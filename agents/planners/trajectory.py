@@ -48,8 +48,8 @@ class TrajectoryOptimizer:
         device: torch.device | str = "cpu",
         action_dim: int | None = None,
     ) -> None:
-        if horizon < 1:
-            raise ConfigError(f"horizon must be >= 1, got {horizon=}")
+        if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon < 1:
+            raise ConfigError(f"horizon must be an int >= 1, got {horizon=}")
         self.optimizer = optimizer
         self.horizon = horizon
         self.keep_last_solution = keep_last_solution

@@ -18,12 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a preset field, e.g. model.layer_norm=true (repeatable)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="mbvc model file to write (.safetensors)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (never the input)")
 
 
 def run(args: argparse.Namespace) -> int:
     from mbvc.models import save_model
     from mbvc.models.reference import from_reference
 
+    from mbvc.io import check_output_file
+
+    check_output_file(args.output, args.overwrite, inputs=[args.checkpoint])
     cfg = model_config_from_preset(args.preset, args.overrides)
     flags = dict(
         model_name=cfg.name, num_hidden=",".join(map(str, cfg.num_hidden)), filter_size=cfg.filter_size,

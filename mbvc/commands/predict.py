@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mbvc.errors import ConfigError
+    from mbvc.io import check_output_folder
     from mbvc.training.artifacts import load_trained
     from mbvc.training.setup import set_threads
     from mbvc.training.distributed import DistInfo
@@ -33,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.num_frames < 1:
         raise ConfigError(f"-n must be >= 1, got {args.num_frames}")
+    check_output_folder(args.output)
     set_threads(args.threads)
     trained = load_trained(args.checkpoint, "best" if args.best else "final")
     cfg = trained.model.config

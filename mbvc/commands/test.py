@@ -44,11 +44,13 @@ def run(args: argparse.Namespace) -> int:
     from mbvc.data import build_dataset
     from mbvc.errors import DataError
     from mbvc.evaluation import evaluate, markdown_report, write_report
+    from mbvc.io import check_output_folder
     from mbvc.training.artifacts import load_trained, run_config_for
     from mbvc.training.distributed import DistInfo
     from mbvc.training.setup import set_threads
     from mbvc.training.trainer import resolve_device
 
+    check_output_folder(args.output)
     if args.data is not None and not args.data.exists():
         raise DataError(f"--data {args.data}: no such file or folder")
     set_threads(args.threads)

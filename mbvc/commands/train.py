@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 from mbvc.cli import say
@@ -43,19 +42,44 @@ def _configure_process(info, threads: int | None) -> None:  # noqa: ANN001 - Dis
 
 
 def _run_dir(args: argparse.Namespace, info) -> Path:  # noqa: ANN001 - DistInfo
+    """The run folder; an auto-named one is created here (exclusively) by rank 0 and shared."""
     if args.run_dir is not None:
         return args.run_dir
     if args.resume:
         from mbvc.errors import ConfigError
 
         raise ConfigError("--resume needs --run-dir (the run folder to continue)")
-    name = Path(args.preset).stem
-    stamp = [time.strftime("%Y%m%d-%H%M%S")]
-    if info.enabled:  # every process must agree on the folder: rank 0's clock decides
+    from mbvc.training.lock import fresh_run_dir
+
+    name = [str(fresh_run_dir("runs", Path(args.preset).stem)) if info.is_main else ""]
+    if info.enabled:  # every process must agree on the folder: rank 0 made it
         import torch.distributed as dist
 
-        dist.broadcast_object_list(stamp, src=0)
-    return Path("runs") / f"{name}-{stamp[0]}"
+        dist.broadcast_object_list(name, src=0)
+    return Path(name[0])
+
+
+def _take_run_dir(args: argparse.Namespace, info, cfg):  # noqa: ANN001, ANN202 - DistInfo, RunConfig -> RunLock
+    """Validate what needs no files, then lock the run folder before any data start-up (rank 0)."""
+    from mbvc.training.lock import RunLock, remove_stale_model_temps, restore_threads
+    from mbvc.training.setup import check_run_dir_free
+    from mbvc.training.trainer import resolve_device
+
+    resolve_device(cfg.train.device, info)  # e.g. cuda without CUDA: refuse before making a folder
+    auto = args.run_dir is None
+    args.run_dir = _run_dir(args, info)
+    lock = RunLock(args.run_dir, created=auto) if info.is_main else None
+    try:
+        if info.is_main:
+            check_run_dir_free(args.run_dir, args.resume)
+            if args.resume:
+                remove_stale_model_temps(args.run_dir)
+        restore_threads(args.run_dir, args.threads, args.resume, record=info.is_main)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock
 
 
 def _config(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202 - RunConfig
@@ -82,12 +106,14 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)
     overrides = list(args.overrides) + (["train.progress=false"] if args.no_progress else [])
     handler: logging.Handler | None = None
-    trainer = None
+    trainer = lock = None
     try:
         _configure_process(info, args.threads)
-        args.run_dir = _run_dir(args, info)
+        if args.resume and args.run_dir is None:
+            _run_dir(args, info)  # says --resume needs --run-dir
         cfg = _config(args, overrides)
-        datasets = build_datasets(cfg)  # bad data paths fail here, before the run folder exists
+        lock = _take_run_dir(args, info, cfg)
+        datasets = build_datasets(cfg)  # bad data paths fail here, before config.yaml exists
         if info.is_main:
             prepare_run_dir(args.run_dir, cfg, args.resume)
             handler = logging.FileHandler(args.run_dir / "train.log")
@@ -113,4 +139,6 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger().removeHandler(handler)
             handler.close()
         shutdown_distributed()
+        if lock is not None:
+            lock.release()
     return 0

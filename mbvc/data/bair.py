@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mbvc.data.cache import partial_build, resolve_cache_dir
 from mbvc.data.store import SequenceStore, SequenceWriter, read_manifest
 from mbvc.data.example_proto import Example
 from mbvc.data.tfrecord_io import iter_records
@@ -140,7 +141,7 @@ def convert_bair(root: str | os.PathLike, cache_dir: str | os.PathLike, split: s
     files = list_tfrecords(find_split_dir(root, split))
     spec = {"source": "bair", "split": split, "image_key": image_key, "image_size": image_size,
             "states": states, "files": [[f.name, f.stat().st_size] for f in files]}
-    name = f"bair_{split}_{image_key}_{image_size}"
+    name = cache_name(split, image_key, image_size)
     final, partial = Path(cache_dir) / name, Path(cache_dir) / f".{name}.partial"
     if final.exists():
         found = read_manifest(final)["spec"]
@@ -149,16 +150,22 @@ def convert_bair(root: str | os.PathLike, cache_dir: str | os.PathLike, split: s
                             f"...); move it away or pass another cache_dir")
         return final
     logger.info("converting BAIR %s (%d files) to %s: a one-time step", split, len(files), final)
-    with SequenceWriter(partial, spec) as writer:
-        done, seen = writer.num_episodes, 0
-        for path in files:
-            for episode in read_bair_file(path, image_key, image_size, states):
-                if seen >= done:
-                    writer.add(episode)
-                seen += 1
-        count = writer.num_episodes
-    if count == 0:
-        raise DataError(f"BAIR split {split} under {root} holds no records")
+    with partial_build(partial, spec):
+        empty = [f.name for f in files if f.stat().st_size == 0]
+        if empty:
+            logger.warning("BAIR %s: %d empty file(s) hold no records (an interrupted download?): %s",
+                           split, len(empty), ", ".join(empty[:5]))
+        with SequenceWriter(partial, spec) as writer:
+            done, seen = writer.num_episodes, 0
+            for path in files:
+                for episode in read_bair_file(path, image_key, image_size, states):
+                    if seen >= done:
+                        writer.add(episode)
+                    seen += 1
+            count = writer.num_episodes
+        if count == 0:
+            raise DataError(f"BAIR split {split} under {root} holds no records"
+                            + (f" (empty files: {', '.join(empty[:5])})" if empty else ""))
     os.replace(partial, final)
     logger.info("BAIR %s cache ready: %d trajectories in %s", split, count, final)
     return final
@@ -184,9 +191,18 @@ class BAIRDataset(StoreWindows):
         super().__init__(SequenceStore(cache), seq_len, stride, uint8)
 
 
+def cache_name(split: str, image_key: str = "image_aux1", image_size: int = 64) -> str:
+    """Folder name of a BAIR cache."""
+    return f"bair_{split}_{image_key}_{image_size}"
+
+
 def bair_dataset(root: str | os.PathLike, split: str, seq_len: int, stride: int | None = 1,
                  uint8: bool = False, cache_dir: str | os.PathLike | None = None,
                  image_key: str = "image_aux1", image_size: int = 64) -> BAIRDataset:
-    """Convert ``split`` if needed (cache in ``cache_dir``, default ``<root>/mbvc_cache``) and open it."""
-    cache_dir = Path(cache_dir) if cache_dir is not None else Path(root) / "mbvc_cache"
+    """Convert ``split`` if needed and open it.
+
+    The cache goes to ``cache_dir``, by default ``<root>/mbvc_cache``, or a user cache folder
+    when ``root`` is read-only (see :func:`mbvc.data.cache.resolve_cache_dir`).
+    """
+    cache_dir = resolve_cache_dir(root, cache_dir, cache_name(split, image_key, image_size))
     return BAIRDataset(convert_bair(root, cache_dir, split, image_key, image_size), seq_len, stride, uint8)

@@ -175,4 +175,4 @@ class ArrayDataset(Dataset):
         seq, start = (int(v) for v in self.index[i])
         k, j = self._owner[seq]
         frames = self.arrays[k][j, start:start + self.seq_len]
-        return {"frames": frames_tensor(hwc_to_chw(frames), self.uint8)}
+        return {"frames": frames_tensor(hwc_to_chw(frames), self.uint8, f"{self.paths[k]} sequence {j}")}

@@ -16,14 +16,19 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
+from mbvc.data.cache import partial_build, resolve_cache_dir
+from mbvc.data.kth_decode import (  # noqa: F401 - read_video and resize_bilinear are re-exported
+    convert_video,
+    default_workers,
+    ordered_map,
+    read_video,
+    resize_bilinear,
+)
 from mbvc.data.store import SequenceStore, SequenceWriter, read_manifest
 from mbvc.data.windows import StoreWindows
-from mbvc.errors import DataError, DependencyNotInstalled, did_you_mean
+from mbvc.errors import DataError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +37,6 @@ DENSE_ACTIONS = ("jogging", "running")  # windows start 3 frames apart
 DENSE_STRIDE = 3
 PERSONS = {"train": range(1, 17), "test": range(17, 26)}
 _VIDEO = re.compile(r"^person(\d\d)_([a-z]+)_d(\d)(?:_uncomp)?$")
-_IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def _parse(name: str) -> tuple[int, str] | None:
@@ -66,82 +70,17 @@ def find_videos(root: str | os.PathLike, source: str = "auto") -> list[tuple[str
     return videos
 
 
-def resize_bilinear(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize on pixel centres without antialiasing (``cv2.INTER_LINEAR``'s rule).
-
-    Args:
-        frame: ``(H, W)`` array.
-
-    Returns:
-        float64 ``(height, width)``.
-    """
-    def weights(n_in: int, n_out: int) -> np.ndarray:
-        src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
-        lo = np.floor(src).astype(np.int64)
-        frac = src - lo
-        frac[lo < 0], lo[lo < 0] = 0.0, 0
-        over = lo >= n_in - 1
-        frac[over], lo[over] = 0.0, n_in - 1
-        w = np.zeros((n_out, n_in))
-        w[np.arange(n_out), lo] += 1 - frac
-        w[np.arange(n_out), np.minimum(lo + 1, n_in - 1)] += frac
-        return w
-
-    return weights(frame.shape[0], height) @ frame.astype(np.float64) @ weights(frame.shape[1], width).T
-
-
-def _grey(frame: np.ndarray) -> np.ndarray:
-    # The reference keeps channel 0; KTH frames are grey, so all channels are equal anyway.
-    return frame[..., 0] if frame.ndim == 3 else frame
-
-
-def read_video(name: str, path: Path) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(frame_number, grey uint8 (H, W))`` of one video (1-based numbers)."""
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_EXT and p.name.startswith("image"))
-        if not files:
-            raise DataError(f"{path} holds no image_XXXX.png frames")
-        from PIL import Image
-
-        for p in files:
-            digits = p.name[6:10]  # image_0001.png: the number sits at characters 6..9
-            if not digits.isdigit():
-                raise DataError(f"{p}: expected a name like image_0001.png (frame number at characters 6..9)")
-            with Image.open(p) as im:
-                yield int(digits), _grey(np.asarray(im))
-        return
-    try:
-        import imageio.v2 as imageio
-        import imageio_ffmpeg  # noqa: F401 - the plugin imageio needs for .avi
-    except ImportError as exc:
-        raise DependencyNotInstalled("decoding KTH .avi files needs imageio-ffmpeg: "
-                                     "pip install imageio-ffmpeg") from exc
-    try:
-        reader = imageio.get_reader(path, format="FFMPEG")
-    except Exception as exc:  # imageio raises several unrelated types for unreadable files
-        raise DataError(f"cannot decode {path}: {exc}") from exc
-    with reader:
-        for k, frame in enumerate(reader, start=1):
-            yield k, _grey(frame)
-
-
-def _runs(numbered: list[tuple[int, np.ndarray]], name: str) -> list[tuple[int, list[np.ndarray]]]:
-    """Split a video into runs of consecutive frame numbers: windows must not span a gap."""
-    runs: list[tuple[int, list[np.ndarray]]] = []
-    prev = None
-    for number, frame in numbered:
-        if prev is None or number != prev + 1:
-            runs.append((number, []))
-        runs[-1][1].append(frame)
-        prev = number
-    if len(runs) > 1:
-        logger.warning("%s: frame numbers have %d gaps; windows will not span them", name, len(runs) - 1)
-    return runs
+def cache_name(split: str, image_size: int = 128) -> str:
+    """Folder name of a KTH cache."""
+    return f"kth_{split}_{image_size}"
 
 
 def convert_kth(root: str | os.PathLike, cache_dir: str | os.PathLike, split: str, image_size: int = 128,
-                source: str = "auto") -> Path:
+                source: str = "auto", workers: int | None = None) -> Path:
     """Decode one split once into a uint8 cache ``<cache_dir>/kth_<split>_<size>``; reuse it afterwards.
+
+    Videos are decoded and resized in ``workers`` processes (default :func:`default_workers`)
+    and written in name order, so the cache is identical for any number of workers.
 
     Raises:
         DataError: no videos, unreadable files, mixed frame sizes within a video, empty split,
@@ -149,12 +88,15 @@ def convert_kth(root: str | os.PathLike, cache_dir: str | os.PathLike, split: st
     """
     if split not in PERSONS:
         raise DataError(f"KTH split must be 'train' or 'test', got {split!r}." + did_you_mean(split, PERSONS))
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise DataError(f"workers must be an int >= 1, got {workers!r}")
     videos = [(n, p) for n, p in find_videos(root, source) if _parse(n)[0] in PERSONS[split]]
     if not videos:
         raise DataError(f"no KTH videos of persons {PERSONS[split].start:02d}-{PERSONS[split].stop - 1} "
                         f"({split} split) under {root}")
     spec = {"source": "kth", "split": split, "image_size": image_size, "videos": [n for n, _ in videos]}
-    name = f"kth_{split}_{image_size}"
+    name = cache_name(split, image_size)
     final, partial = Path(cache_dir) / name, Path(cache_dir) / f".{name}.partial"
     if final.exists():
         if read_manifest(final)["spec"] != SequenceWriter.normalise(spec):
@@ -162,27 +104,18 @@ def convert_kth(root: str | os.PathLike, cache_dir: str | os.PathLike, split: st
                             "pass another cache_dir")
         return final
     logger.info("decoding %d KTH %s videos into %s: a one-time step", len(videos), split, final)
-    # Shards are sealed only between videos, so a resumed conversion can skip whole videos.
-    with SequenceWriter(partial, spec, shard_size=1 << 30) as writer:
-        done = {m["video"] for m in SequenceStore(partial).meta} if writer.num_episodes else set()
-        pending = 0
-        for vname, path in videos:
-            if vname in done:
-                continue
-            if pending >= 64:
-                writer.flush()
-                pending = 0
-            person, action = _parse(vname)
-            numbered = list(read_video(vname, path))
-            shapes = {f.shape for _, f in numbered}
-            if len(shapes) != 1:
-                raise DataError(f"{path}: frames of mixed sizes {sorted(shapes)}; expected one size per video")
-            for first, frames in _runs(numbered, vname):
-                small = np.stack([np.clip(np.rint(resize_bilinear(f, image_size, image_size)), 0, 255)
-                                  for f in frames]).astype(np.uint8)
-                writer.add({"frames": small}, {"video": vname, "action": action, "person": person,
-                                               "first_frame": first})
-                pending += 1
+    with partial_build(partial, spec):
+        # Shards are sealed only between videos, so a resumed conversion can skip whole videos.
+        with SequenceWriter(partial, spec, shard_size=1 << 30) as writer:
+            done = {m["video"] for m in SequenceStore(partial).meta} if writer.num_episodes else set()
+            todo = [(vname, path, image_size) for vname, path in videos if vname not in done]
+            for k, (vname, runs) in enumerate(ordered_map(convert_video, todo, workers)):
+                if k and k % 64 == 0:
+                    writer.flush()
+                person, action = _parse(vname)
+                for first, small in runs:
+                    writer.add({"frames": small}, {"video": vname, "action": action, "person": person,
+                                                   "first_frame": first})
     os.replace(partial, final)
     return final
 
@@ -216,10 +149,11 @@ class KTHDataset(StoreWindows):
 def kth_dataset(root: str | os.PathLike, split: str, seq_len: int | None = None, stride: int | str = "category",
                 uint8: bool = False, image_size: int = 128, cache_dir: str | os.PathLike | None = None,
                 source: str = "auto", skip_short: bool = False) -> KTHDataset:
-    """Convert ``split`` if needed (cache in ``cache_dir``, default ``<root>/mbvc_cache``) and open it.
+    """Convert ``split`` if needed and open it.
 
-    ``seq_len`` defaults to 20 for train and 30 for test.
+    The cache goes to ``cache_dir``, by default ``<root>/mbvc_cache``, or a user cache folder
+    when ``root`` is read-only (see :func:`mbvc.data.cache.resolve_cache_dir`). ``seq_len`` defaults to 20 for train and 30 for test.
     """
-    cache_dir = Path(cache_dir) if cache_dir is not None else Path(root) / "mbvc_cache"
+    cache_dir = resolve_cache_dir(root, cache_dir, cache_name(split, image_size))
     cache = convert_kth(root, cache_dir, split, image_size, source)
     return KTHDataset(cache, seq_len or (20 if split == "train" else 30), stride, uint8, skip_short)

@@ -39,6 +39,7 @@ def iter_records(path: str | os.PathLike, check_crc: bool = True) -> Iterator[tu
     if not path.is_file():
         raise DataError(f"TFRecord file {path} not found")
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         index, offset = 0, 0
         while True:
             header = f.read(12)
@@ -50,6 +51,9 @@ def iter_records(path: str | os.PathLike, check_crc: bool = True) -> Iterator[tu
             (length,) = struct.unpack("<Q", header[:8])
             if check_crc and struct.unpack("<I", header[8:])[0] != masked_crc(header[:8]):
                 raise DataError(f"{where}: length CRC mismatch (file corrupt or not a TFRecord)")
+            if length > size - offset - 16:  # check before reading: a bad length must not allocate 2^60 bytes
+                raise DataError(f"{where}: truncated record, the header claims {length} bytes, the file has "
+                                f"{max(size - offset - 16, 0)} after the header")
             data = f.read(length)
             footer = f.read(4)
             if len(data) < length or len(footer) < 4:

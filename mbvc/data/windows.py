@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mbvc.data.checks import check_frames
 from mbvc.data.store import SequenceStore
 from mbvc.errors import DataError
 
@@ -38,19 +39,25 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
     return frames
 
 
-def frames_tensor(frames: np.ndarray, uint8: bool = False) -> torch.Tensor:
+def frames_tensor(frames: np.ndarray, uint8: bool = False, name: str = "frames") -> torch.Tensor:
     """A sample's ``(T, C, H, W)`` frames as a tensor, always a fresh copy.
 
     uint8 data becomes float32 ``x / 255`` (unless ``uint8``); float data is kept as stored (or,
     with ``uint8``, rounded from ``x * 255``). The conversion runs in NumPy on purpose: tiny
     torch ops in a busy process pay for intra-op thread start-up, often 100x the work itself.
+
+    Raises:
+        DataError: float data that is not finite or not in ``[0, 1]`` (e.g. ``0..255`` floats,
+            which would otherwise train on saturated or huge values); ``name`` says where from.
     """
     if frames.dtype == np.uint8:
         arr = np.array(frames, order="C") if uint8 else frames.astype(np.float32) / np.float32(255)
-    elif uint8:
-        arr = np.clip(np.rint(np.asarray(frames, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
     else:
-        arr = np.array(frames, dtype=np.float32, order="C")
+        check_frames(np.asarray(frames), name)
+        if uint8:
+            arr = np.clip(np.rint(np.asarray(frames, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+        else:
+            arr = np.array(frames, dtype=np.float32, order="C")
     return torch.from_numpy(arr)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import torch
 from tqdm.auto import tqdm
 
+from mbvc.data.checks import check_finite, check_frames
 from mbvc.errors import ConfigError, DataError, DependencyNotInstalled, ShapeError
 from mbvc.metrics.frames import PSNR_MAX_DB, pixel_metrics
 from mbvc.metrics.lpips import CONVENTIONS, LPIPS, MIN_SIZE, load_lpips
@@ -237,11 +238,13 @@ def _split_batch(batch: Any, cfg: EvalConfig, device: torch.device
         raise ShapeError(f"evaluating {cfg.context} -> {cfg.horizon} needs sequences of at least "
                          f"{need} frames, got {frames.shape[1]}")
     frames = frames[:, :need].to(device, non_blocking=True)
+    check_frames(frames, "evaluation batch['frames']")  # 0..255 floats would score MSE in the thousands
     # Datasets may yield uint8 so that bytes, not floats, cross the bus.
     frames = frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()
     actions = batch.get("actions")
     if actions is not None:
         actions = actions.to(device, non_blocking=True).float()
+        check_finite(actions, "evaluation batch['actions']", "actions")
     return frames, actions
 
 

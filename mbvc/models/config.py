@@ -6,6 +6,7 @@ Field names follow the reference ``run.py`` flags so that a user's training scri
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,7 +161,15 @@ class ModelConfig:
         d = dict(d)
         if "num_hidden" in d:
             d["num_hidden"] = _parse_hidden(d["num_hidden"])
-        return cls(**d)
+        bad = [k for k, v in d.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise ConfigError(f"model.{bad[0]} must be a finite number, got {d[bad[0]]}")
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as e:
+            if isinstance(e, ConfigError):
+                raise
+            raise ConfigError(f"a model value has the wrong type ({e})") from None
 
     def replace(self, **changes: Any) -> ModelConfig:
         """Return a copy with ``changes`` applied (validated again)."""
@@ -173,4 +182,9 @@ def _parse_hidden(value: Any) -> tuple[int, ...]:
             return tuple(int(v) for v in value.split(",") if v.strip())
         except ValueError:
             raise ConfigError(f"num_hidden must look like '128,128,128,128', got {value!r}") from None
-    return tuple(int(v) for v in value)
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"num_hidden must be a list of layer sizes, e.g. [32,32], got {value!r}")
+    try:
+        return tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"num_hidden must be a list of integer layer sizes, got {value!r}") from None

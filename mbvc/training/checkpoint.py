@@ -132,9 +132,14 @@ class CheckpointManager:
         return sorted(found, key=lambda p: checkpoint_iteration(p) or 0)
 
     def save(self, iteration: int, state: dict[str, Any]) -> Path:
-        """Write ``ckpt-<iteration>.pt`` and drop the oldest beyond ``keep_last``."""
+        """Write ``ckpt-<iteration>.pt`` and drop the oldest beyond ``keep_last``.
+
+        Only checkpoints older than the one just written are candidates: a higher-numbered file
+        (e.g. left unreadable, resumed from an earlier one) never pushes the new one out.
+        """
         path = save_checkpoint(self.path(iteration), state)
-        for old in self.list()[: -self.keep_last]:
+        older = [p for p in self.list() if (checkpoint_iteration(p) or 0) <= iteration]
+        for old in older[: -self.keep_last]:
             old.unlink(missing_ok=True)
         log.info("checkpoint %s", path)
         return path
@@ -149,15 +154,25 @@ class CheckpointManager:
         Leftover temporaries of a save killed midway are removed first (they are mbvc's own
         files: ``.ckpt-<N>.pt.*.tmp``). An unreadable checkpoint, which atomic saving should make
         impossible, is skipped with a warning in favour of the one before.
+
+        Raises:
+            CheckpointError: there are checkpoints and none of them loads (each file and the
+                reason are named): training from iteration 0 would silently discard the run.
         """
         if self.folder.is_dir():
             for stale in self.folder.iterdir():
                 if _STALE.match(stale.name):
                     log.info("removing %s, left by a save that was interrupted", stale)
                     stale.unlink(missing_ok=True)
+        failures: list[str] = []
         for path in reversed(self.list()):
             try:
                 return path, load_checkpoint(path)
             except CheckpointError as e:
                 log.warning("skipping %s", e)
+                failures.append(str(e))
+        if failures:
+            raise CheckpointError(f"cannot resume: none of the {len(failures)} checkpoint(s) in {self.folder} "
+                                  f"is readable ({'; '.join(failures[:3])}); move them away to restart the run "
+                                  "from iteration 0")
         return None

@@ -5,6 +5,7 @@ them), so an unknown key or a value of the wrong type is rejected with the file 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,13 @@ OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine", "linear")
 AMP_MODES = ("auto", "bf16", "off")
 BEST_METRICS = ("mse", "mae", "psnr", "ssim", "lpips")
+
+
+def _finite(section: str, obj: object) -> None:
+    """Refuse NaN/inf in any float field (``lr <= 0`` is False for NaN, so range checks miss it)."""
+    for name, value in vars(obj).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}.{name} must be a finite number, got {value}")
 
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -91,6 +99,7 @@ class TrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
+        _finite("train", self)
         for name in ("iterations", "batch_size", "log_interval", "checkpoint_interval", "keep_last"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
@@ -162,6 +171,7 @@ class EvalSettings:
     num_samples: int = 4
 
     def __post_init__(self) -> None:
+        _finite("eval", self)
         if self.context < 1 or self.horizon < 1 or self.batch_size < 1:
             raise ConfigError(f"eval needs context, horizon and batch_size >= 1, got "
                               f"{self.context=} {self.horizon=} {self.batch_size=}")

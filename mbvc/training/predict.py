@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mbvc.data.checks import check_finite, check_frames
 from mbvc.errors import DataError, ShapeError
 from mbvc.models import ModelConfig
 
@@ -41,12 +43,43 @@ def _array_frames(array: np.ndarray, where: str) -> torch.Tensor:
     elif not (array.ndim == 4 and array.shape[1] in (1, 3)):
         raise ShapeError(f"{where}: frames must be (T, H, W), (T, H, W, C) or (T, C, H, W) with C in (1, 3), "
                          f"got shape {array.shape}")
+    if array.dtype == object or not (array.dtype == np.uint8 or np.issubdtype(array.dtype, np.floating)):
+        raise DataError(f"{where}: frames must be uint8 or float in [0, 1], got dtype {array.dtype}")
     frames = torch.from_numpy(np.ascontiguousarray(array))
     if frames.dtype == torch.uint8:
         return frames.float() / 255.0
-    if not frames.is_floating_point():
-        raise DataError(f"{where}: frames must be uint8 or float in [0, 1], got {array.dtype}")
+    check_frames(frames, where)
     return frames.float()
+
+
+# np.load's errors on a bad file (object arrays, garbage, truncation) are ValueError, OSError,
+# EOFError or an UnpicklingError; all mean "not a readable array".
+_LOAD_ERRORS = (ValueError, OSError, EOFError, TypeError, KeyError, pickle.UnpicklingError)
+
+
+def _load_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except _LOAD_ERRORS as e:
+        raise DataError(f"{path}: not a readable numeric .npy array ({type(e).__name__}: {e})") from None
+
+
+def _open_npz(path: Path) -> Any:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except _LOAD_ERRORS as e:
+        raise DataError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e})") from None
+    if not z.files:
+        z.close()
+        raise DataError(f"{path}: the .npz archive holds no array")
+    return z
+
+
+def _member(z: Any, key: str, path: Path) -> np.ndarray:
+    try:
+        return z[key]
+    except _LOAD_ERRORS as e:
+        raise DataError(f"{path}[{key}]: not a readable numeric array ({type(e).__name__}: {e})") from None
 
 
 def read_frames(path: str | os.PathLike) -> torch.Tensor:
@@ -71,11 +104,11 @@ def read_frames(path: str | os.PathLike) -> torch.Tensor:
         raise DataError(f"context {path}: no such file or folder")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _array_frames(np.load(path), str(path))
+        return _array_frames(_load_array(path), str(path))
     if suffix == ".npz":
-        with np.load(path) as z:
+        with _open_npz(path) as z:
             key = "frames" if "frames" in z.files else z.files[0]
-            return _array_frames(z[key], f"{path}[{key}]")
+            return _array_frames(_member(z, key, path), f"{path}[{key}]")
     if suffix in VIDEO_EXT:
         import imageio.v3 as iio
 
@@ -128,18 +161,25 @@ def read_actions(path: str | os.PathLike, cfg: ModelConfig, steps: int) -> torch
     if not path.is_file():
         raise DataError(f"actions {path}: no such file")
     if path.suffix == ".npy":
-        actions = np.load(path)
+        actions = _load_array(path)
     elif path.suffix == ".npz":
-        with np.load(path) as z:
-            actions = z["actions" if "actions" in z.files else z.files[0]]
+        with _open_npz(path) as z:
+            actions = _member(z, "actions" if "actions" in z.files else z.files[0], path)
     else:
-        actions = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
-    actions = np.asarray(actions, dtype=np.float32)
+        try:
+            actions = np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
+        except ValueError as e:
+            raise DataError(f"{path}: actions must be rows of numbers, one per step, no header row ({e})") from None
+    try:
+        actions = np.asarray(actions, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"{path}: actions must be numbers, got {e}") from None
     if actions.ndim != 2 or actions.shape[1] != cfg.num_action_ch:
         raise ShapeError(f"{path}: actions must be (steps, {cfg.num_action_ch}), got {actions.shape}")
     if actions.shape[0] < steps:
         raise ShapeError(f"{path}: {actions.shape[0]} actions; context and prediction need {steps} "
                          "(K - 1 at the context frames, then one per predicted frame)")
+    check_finite(actions[:steps], str(path), "actions")
     return torch.from_numpy(actions[:steps])[None]
 
 

@@ -70,6 +70,18 @@ def check_same_run(stored: RunConfig, new: RunConfig, run_dir: str | os.PathLike
             log.info("resume: %s.%s changed from %r to %r", section, k, old.get(k), cur.get(k))
 
 
+def check_run_dir_free(run_dir: str | os.PathLike, resume: bool) -> None:
+    """Refuse a fresh run aimed at a folder that already holds a run (mbvc never overwrites one).
+
+    Raises:
+        ConfigError: ``run_dir`` holds ``config.yaml`` or ``checkpoints/`` and ``resume`` is False.
+    """
+    run_dir = Path(run_dir)
+    if not resume and ((run_dir / CONFIG_FILE).exists() or (run_dir / "checkpoints").exists()):
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another "
+                          "--run-dir (mbvc never overwrites a run)")
+
+
 def prepare_run_dir(run_dir: str | os.PathLike, cfg: RunConfig, resume: bool) -> Path:
     """Create the run folder and write ``config.yaml``; never overwrite another run.
 
@@ -77,9 +89,7 @@ def prepare_run_dir(run_dir: str | os.PathLike, cfg: RunConfig, resume: bool) ->
         ConfigError: a fresh run aimed at a folder that already holds a run.
     """
     run_dir = Path(run_dir)
-    if not resume and ((run_dir / CONFIG_FILE).exists() or (run_dir / "checkpoints").exists()):
-        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume or choose another "
-                          "--run-dir (mbvc never overwrites a run)")
+    check_run_dir_free(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(run_dir / CONFIG_FILE, "w") as f:
         f.write(cfg.to_yaml())

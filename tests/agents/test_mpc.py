@@ -125,3 +125,38 @@ def test_seeded_episodes_are_reproducible():
         env, agent = _agent()
         runs.append(evaluate_agent(agent, env, seeds=[5], max_steps=4).episodes[0].final_distance)
     assert runs[0] == runs[1]
+
+
+class _NaNModel(LineModel):
+    """A damaged world model: its predictions are NaN."""
+
+    def bind(self, context, context_actions=None):
+        inner = super().bind(context, context_actions)
+        return lambda actions: inner(actions) * float("nan")
+
+
+def test_a_world_model_predicting_nan_stops_the_agent():
+    from mbvc.errors import DataError
+
+    env = LineEnv()
+    agent = MPCAgent(_NaNModel(), GoalImageCost(), PlannerConfig(num_iterations=2, population_size=8, seed=0),
+                     horizon=3, action_space=env.action_space)
+    obs, _ = env.reset(seed=0)
+    agent.reset(obs, goal=env.goal_image())
+    with pytest.raises(DataError, match="predicted frames.*NaN"):
+        agent.act(obs)
+
+
+@pytest.mark.parametrize("horizon", [2.5, 0, True])
+def test_horizon_must_be_a_positive_int(horizon):
+    with pytest.raises(ConfigError, match="horizon"):
+        MPCAgent(LineModel(), GoalImageCost(), PlannerConfig(), horizon=horizon, action_space=LineEnv().action_space)
+
+
+@pytest.mark.parametrize("cost", [GoalImageCost(), DesignatedPixelCost(RED)])
+def test_a_missing_goal_is_a_config_error(cost):
+    env, agent = _agent(cost)
+    obs, _ = env.reset(seed=0)
+    agent.reset(goal=None)
+    with pytest.raises(ConfigError, match="goal=None"):
+        agent.act(obs)

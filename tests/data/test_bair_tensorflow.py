@@ -135,3 +135,42 @@ def test_tensorflow_reads_mbvc_records(tmp_path):
     np.testing.assert_array_equal(ex["frame"], tr["aux"][3])
     np.testing.assert_array_equal(ex["action"], tr["action"][3])
     np.testing.assert_array_equal(ex["pos"], tr["pos"][3])
+
+
+def _copy_split(bair_root, root):
+    (root / "train").mkdir(parents=True)
+    for f in (bair_root / "train").iterdir():
+        (root / "train" / f.name).write_bytes(f.read_bytes())
+    return root
+
+
+def test_read_only_dataset_folder_caches_in_the_user_cache(bair_root, tmp_path, monkeypatch):
+    root = _copy_split(bair_root, tmp_path / "shared")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    # Tests may run as root, for whom chmod 555 is no barrier: make <root> read-only by decree.
+    monkeypatch.setattr("mbvc.data.cache._writable", lambda folder: False)
+    train = bair_dataset(root, "train", seq_len=30, stride=None, image_size=SIDE)
+    assert len(train) == 5 and not (root / "mbvc_cache").exists()
+    assert [p.name for p in (tmp_path / "xdg" / "mbvc").iterdir()][0].startswith("shared-")
+
+
+def test_a_stale_partial_cache_is_rebuilt(bair_root, tmp_path):
+    from mbvc.data.store import SequenceWriter
+
+    root = _copy_split(bair_root, tmp_path / "data")
+    partial = tmp_path / "cache" / f".bair_train_image_aux1_{SIDE}.partial"
+    with SequenceWriter(partial, {"source": "bair", "files": [["deleted.tfrecords", 1]]}):
+        pass  # a build interrupted before a corrupt file was deleted
+    cache = convert_bair(root, tmp_path / "cache", "train", image_size=SIDE)
+    assert len(BAIRDataset(cache, 30, stride=None)) == 5 and not partial.exists()
+
+
+def test_unwritable_cache_dir_is_a_data_error(bair_root, tmp_path, monkeypatch):
+    from mbvc.data import store
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "ro"))
+
+    monkeypatch.setattr(store.SequenceWriter, "__init__", refuse)
+    with pytest.raises(DataError, match=r"cannot write the dataset cache .*ro.*data\.cache_dir"):
+        convert_bair(bair_root, tmp_path / "ro", "train", image_size=SIDE)

@@ -104,3 +104,32 @@ def test_resize_matches_pixel_centre_bilinear():
     assert np.allclose(resize_bilinear(frame, 3, 4), frame)  # identity
     up = resize_bilinear(np.array([[0.0, 10.0]]), 1, 4)  # centres at -0.25, 0.25, 0.75, 1.25
     assert np.allclose(up, [[0.0, 2.5, 7.5, 10.0]])
+
+
+def test_batched_resize_equals_the_matrix_form():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (40, 120, 160)).astype(np.float64)  # more than one chunk of 16
+    for h, w in ((128, 128), (64, 64), (100, 90), (200, 170)):
+        def weights(n_in, n_out):  # the dense interpolation matrix of the same rule
+            m = np.zeros((n_out, n_in))
+            for j in range(n_out):
+                src = min(max((j + 0.5) * n_in / n_out - 0.5, 0.0), n_in - 1.0)
+                lo = int(np.floor(src))
+                m[j, lo] += 1 - (src - lo)
+                m[j, min(lo + 1, n_in - 1)] += src - lo
+            return m
+        dense = np.stack([weights(120, h) @ f @ weights(160, w).T for f in frames])
+        exact = (h, w) in ((128, 128), (64, 64))  # 120/128, 160/128, 120/64, 160/64: short binary fractions
+        np.testing.assert_allclose(resize_bilinear(frames, h, w), dense, atol=0 if exact else 1e-3)
+        np.testing.assert_allclose(resize_bilinear(frames[0], h, w), dense[0], atol=0 if exact else 1e-3)
+
+
+def test_worker_processes_write_the_same_cache(avi_root, tmp_path, monkeypatch):
+    monkeypatch.setattr("mbvc.data.kth_decode.MIN_VIDEOS_PER_WORKER", 1)
+    one = convert_kth(avi_root, tmp_path / "one", "train", image_size=16, workers=1)
+    two = convert_kth(avi_root, tmp_path / "two", "train", image_size=16, workers=2)
+    for a, b in zip(sorted(one.rglob("*.bin")), sorted(two.rglob("*.bin"))):
+        assert a.read_bytes() == b.read_bytes()
+    assert (one / "manifest.json").read_text() == (two / "manifest.json").read_text()
+    with pytest.raises(DataError, match="workers"):
+        convert_kth(avi_root, tmp_path / "three", "train", workers=0)

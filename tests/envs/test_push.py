@@ -160,6 +160,7 @@ def test_pusher_moves_by_bounded_steps(make_push):
     ({"goal_distance": (0.2, 0.1)}, "goal_distance"),
     ({"render_mode": "human"}, "render_mode"),
     ({"scene": "multi", "num_blocks": 5}, "num_blocks"),
+    ({"imagesize": 16}, "unknown argument 'imagesize'.*Did you mean 'image_size'"),
 ])
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -169,3 +170,18 @@ def test_invalid_arguments(kwargs, match):
 def test_impossible_layout_raises():
     with pytest.raises(EnvError, match="could not place"):
         PushEnv(goal_distance=(0.9, 1.0)).reset(seed=0)
+
+
+def test_misspelt_keyword_through_gym_make_is_a_config_error():
+    with pytest.raises(ConfigError, match="Did you mean 'image_size'"):
+        gym.make("mbvc/Push-v0", imagesize=16)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_actions_are_refused_not_clipped(make_push, bad):
+    env = make_push()
+    env.reset(seed=0)
+    with pytest.raises(EnvError, match=r"finite action, got \[.*(nan|inf)"):
+        env.step(np.array([0.5, bad]))
+    with pytest.raises(EnvError, match=r"shape \(2,\), got \(3,\)"):
+        env.step(np.zeros(3))

@@ -55,3 +55,23 @@ def test_convert_mismatch_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "missing keys: adapter.weight" in err and "model_name without _v2" in err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_convert_never_overwrites_silently(tmp_path, capsys):
+    overrides = ["--set", "model.num_hidden=[8,8]", "--set", "model.img_width=16"]
+    ref = build_model(model_config_from_preset("mnist-predrnn-v2", overrides[1::2]))
+    ckpt = tmp_path / "model.ckpt-80000"
+    torch.save({"net_param": export_reference_state_dict(ref)}, ckpt)
+    original = ckpt.read_bytes()
+    for extra in ([], ["--overwrite"]):  # the input itself: never
+        assert main(["convert", str(ckpt), "--preset", "mnist-predrnn-v2", "-o", str(ckpt), *overrides, *extra]) == 2
+        assert "is the input file" in capsys.readouterr().err
+    assert ckpt.read_bytes() == original
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"someone's file")
+    assert main(["convert", str(ckpt), "--preset", "mnist-predrnn-v2", "-o", str(out), *overrides]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err and out.read_bytes() == b"someone's file"
+    assert main(["convert", str(ckpt), "--preset", "mnist-predrnn-v2", "-o", str(out), *overrides, "--overwrite"]) == 0
+    assert load_model(out).config.num_hidden == (8, 8)
+    assert main(["convert", str(ckpt), "--preset", "mnist-predrnn-v2", "-o", str(tmp_path), *overrides]) == 2
+    assert "is a folder" in capsys.readouterr().err

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from mbvc.errors import CheckpointError
-from mbvc.training.checkpoint import CheckpointManager, load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from mbvc.training.checkpoint import (
+    CheckpointManager,
+    checkpoint_iteration,
+    load_checkpoint,
+    rng_states,
+    save_checkpoint,
+    set_rng_states,
+)
 
 # Saves a ~40 MB checkpoint over and over, printing after each completed save.
 WRITER = """
@@ -146,3 +153,22 @@ def test_sigkilled_cli_run_resumes_to_the_uninterrupted_weights(tmp_path):
     got = load_model(run / "model.safetensors").state_dict()
     for k, v in expected.items():
         assert torch.equal(got[k], v), k
+
+
+def test_latest_refuses_when_no_checkpoint_is_readable(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=2)
+    manager.path(7).write_bytes(b"damaged")
+    manager.path(9).write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"none of the 2 checkpoint.*ckpt-00000009\.pt.*ckpt-00000007\.pt"):
+        manager.latest()
+    assert CheckpointManager(tmp_path / "empty").latest() is None  # no checkpoint at all: a fresh start
+
+
+def test_rotation_never_deletes_a_newer_checkpoint(tmp_path):
+    manager = CheckpointManager(tmp_path, keep_last=2)
+    manager.save(50, {"iteration": 50})
+    manager.path(90).write_bytes(b"damaged")  # resumed from 50 with a damaged 90 above it
+    for i in (60, 70, 80):
+        manager.save(i, {"iteration": i})
+    assert [checkpoint_iteration(p) for p in manager.list()] == [70, 80, 90]
+    assert manager.latest()[1]["iteration"] == 80
