@@ -129,3 +129,21 @@ def test_a_few_training_steps_reduce_the_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_mbvc_train_and_test_run_a_convlstm_preset(tmp_path, capsys):
+    """The command line trains (scheduled sampling curriculum) and scores a ConvLSTM preset."""
+    import json
+
+    from mbvc.cli import main
+    from tests.training.conftest import tiny_cli_args
+
+    torch.set_num_threads(1)
+    run = tmp_path / "run"
+    args = tiny_cli_args("train.iterations=2", "train.checkpoint_interval=2")
+    assert main(["train", "mnist-convlstm-small", "--run-dir", str(run), *args]) == 0
+    assert isinstance(load_model(run / "model.safetensors"), ConvLSTM)
+    assert main(["test", str(run), "--no-lpips", "-o", str(tmp_path / "report")]) == 0
+    figures = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert figures["config"]["model"]["name"] == "convlstm"
+    assert set(figures["methods"]) == {"model", "copy_last", "mean_frame"}
