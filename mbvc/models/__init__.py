@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from mbvc.models.checkpoint import load_model, read_model_file, save_model
 from mbvc.models.config import MODEL_NAMES, ModelConfig
+from mbvc.models.convlstm import ConvLSTM
 from mbvc.models.curriculum import (
     CurriculumConfig,
     curriculum_mask,
@@ -36,11 +37,13 @@ from mbvc.models.reference import (
 
 def build_model(config: ModelConfig) -> PredRNN:
     """Build the network described by ``config`` (randomly initialised)."""
+    if config.name.endswith("convlstm"):
+        return ConvLSTM(config)
     return PredRNN(config)
 
 
 __all__ = [
-    "MODEL_NAMES", "ModelConfig", "ModelOutput", "PredRNN", "RecurrentState", "CurriculumConfig",
+    "MODEL_NAMES", "ModelConfig", "ModelOutput", "PredRNN", "ConvLSTM", "RecurrentState", "CurriculumConfig",
     "build_model", "curriculum_mask", "test_mask", "scheduled_sampling_eta", "reverse_sampling_probs",
     "patchify", "unpatchify", "save_model", "load_model", "read_model_file", "from_reference",
     "config_from_reference_flags", "import_reference_state_dict", "export_reference_state_dict",

@@ -12,7 +12,8 @@ from typing import Any
 
 from mbvc.errors import ConfigError, did_you_mean
 
-MODEL_NAMES = ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2")
+MODEL_NAMES = ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2",
+               "convlstm", "action_cond_convlstm")
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class ModelConfig:
     """Architecture and input rule of a PredRNN / PredRNN-V2 model.
 
     Attributes:
-        name: ``predrnn``, ``predrnn_v2``, ``action_cond_predrnn`` or ``action_cond_predrnn_v2``.
+        name: ``predrnn``, ``predrnn_v2``, ``action_cond_predrnn``, ``action_cond_predrnn_v2``,
+            ``convlstm`` or ``action_cond_convlstm`` (:mod:`mbvc.models.convlstm`).
         num_hidden: hidden channels per layer; all equal (one memory M zigzags through them).
         filter_size: odd convolution kernel size k.
         stride: convolution stride of the cells; only 1 keeps state sizes fixed.

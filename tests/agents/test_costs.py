@@ -112,6 +112,7 @@ def test_pixel_cost_is_monotonic_in_distance_on_soft_frames():
 def test_lpips_cost_without_weights_raises_clear_error(monkeypatch, tmp_path, frames, goal):
     monkeypatch.delenv("MBVC_LPIPS_DIR", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr("mbvc.metrics.lpips._converted_weights", lambda: (None, []))
     with pytest.raises(DependencyNotInstalled, match="alexnet"):
         LPIPSCost()(frames, goal)
 

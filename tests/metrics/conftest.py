@@ -47,4 +47,5 @@ def no_lpips_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MBVC_LPIPS_DIR", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(empty))
     monkeypatch.setattr("mbvc.metrics.lpips._lpips_package_dirs", lambda: [])
+    monkeypatch.setattr("mbvc.metrics.lpips._converted_weights", lambda: (None, ["(no converted weights in tests)"]))
     return empty

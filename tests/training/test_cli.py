@@ -74,6 +74,7 @@ def test_test_on_a_file_alone_reports_lpips_unavailable(run_dir, tmp_path, monke
     monkeypatch.delenv("MBVC_LPIPS_DIR", raising=False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty_hub"))
     monkeypatch.setattr("mbvc.metrics.lpips._lpips_package_dirs", lambda: [])
+    monkeypatch.setattr("mbvc.metrics.lpips._converted_weights", lambda: (None, []))
     out = tmp_path / "report"
     # The file carries its run configuration (no --preset); the tiny run had LPIPS off: turn it on.
     assert main(["test", str(run_dir / which), "-o", str(out), "--set", "eval.lpips=true"]) == 0
