@@ -24,6 +24,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mbvc.errors import ConfigError, did_you_mean
 from mbvc.data.config import DataConfig
+from mbvc.models.base import model_config_from_dict
 from mbvc.models.config import ModelConfig
 from mbvc.training.config import EvalSettings, TrainConfig
 
@@ -96,7 +97,7 @@ def model_config_from_preset(name_or_path: str | os.PathLike, overrides: Sequenc
     if "model" not in data:
         raise ConfigError(f"{data['_source']}: no 'model' section")
     try:
-        return ModelConfig.from_dict(data["model"])
+        return model_config_from_dict(data["model"])
     except ConfigError as e:
         raise ConfigError(f"{data['_source']}: model: {e}") from None
 
@@ -109,7 +110,7 @@ class RunConfig:
     """A whole run: what to build (model), on what (data), how (train) and how it is scored (eval).
 
     Attributes:
-        model: architecture and input rule.
+        model: architecture and input rule (the config class of its family, :mod:`mbvc.models.base`).
         data: dataset and windows (``data.seq_len`` is the training length T).
         train: optimisation, curriculum, checkpoints, logging.
         eval: context and horizon of evaluation (independent of the training length).
@@ -162,7 +163,7 @@ class RunConfig:
             if not isinstance(data.get(key), dict):
                 raise ConfigError(f"{source}: a '{key}' section (a mapping) is required")
         try:
-            model = ModelConfig.from_dict(data["model"])
+            model = model_config_from_dict(data["model"])
         except ConfigError as e:
             raise ConfigError(f"{source}: model: {e}") from None
         try:

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from mbvc.config import RunConfig, apply_overrides, load_preset
 from mbvc.errors import CheckpointError, ConfigError
-from mbvc.models import ModelConfig, build_model, read_model_file
+from mbvc.models import ModelConfig, build_model, model_config_from_dict, read_model_file
 from mbvc.models.checkpoint import load_state_dict_checked
 from mbvc.training.checkpoint import CheckpointManager, load_checkpoint
 
@@ -91,7 +91,7 @@ def load_trained(path: str | os.PathLike, which: str = "final") -> Trained:
     else:
         state = load_checkpoint(weights)
         try:
-            config = ModelConfig.from_dict(state["model_config"])
+            config = model_config_from_dict(state["model_config"])
         except (KeyError, ConfigError) as e:
             raise CheckpointError(f"{weights}: invalid model config ({e})") from None
         tensors, text = state["model"], state.get("config")
