@@ -26,14 +26,8 @@ from mbvc.errors import ConfigError, did_you_mean
 from mbvc.data.config import DataConfig
 from mbvc.models.base import model_config_from_dict
 from mbvc.models.config import ModelConfig
+from mbvc.presets import PRESET_DIR, preset_names
 from mbvc.training.config import EvalSettings, TrainConfig
-
-PRESET_DIR = Path(__file__).parent / "configs"
-
-
-def preset_names() -> list[str]:
-    """Names of the presets shipped with mbvc."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 def preset_path(name_or_path: str | os.PathLike) -> Path:
