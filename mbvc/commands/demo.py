@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard may import TensorFlow
-    import envs  # noqa: F401  sets the headless GL default before mujoco loads
+    import envs
+
+    envs.setup_gl()  # a process-wide setting, before mujoco loads
     from mbvc.demo import demo_config, results_table, run_demo
 
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
