@@ -41,6 +41,10 @@ def _configure_process(info, threads: int | None) -> None:  # noqa: ANN001 - Dis
 def _run_dir(args: argparse.Namespace, info) -> Path:  # noqa: ANN001 - DistInfo
     if args.run_dir is not None:
         return args.run_dir
+    if args.resume:
+        from mbvc.errors import ConfigError
+
+        raise ConfigError("--resume needs --run-dir (the run folder to continue)")
     name = Path(args.preset).stem
     stamp = [time.strftime("%Y%m%d-%H%M%S")]
     if info.enabled:  # every process must agree on the folder: rank 0's clock decides
@@ -55,8 +59,6 @@ def _config(args: argparse.Namespace, overrides: list[str]):  # noqa: ANN202 - R
     from mbvc.errors import ConfigError
     from mbvc.training.setup import check_same_run, load_resume_config
 
-    if args.resume and args.run_dir is None:
-        raise ConfigError("--resume needs --run-dir (the run folder to continue)")
     if not args.resume:
         if args.preset is None:
             raise ConfigError("a preset is required (or --resume --run-dir DIR)")
@@ -78,9 +80,9 @@ def run(args: argparse.Namespace) -> int:
     handler: logging.Handler | None = None
     trainer = None
     try:
-        cfg = _config(args, overrides)  # first: a typo in --set fails before anything starts
         _configure_process(info, args.threads)
         args.run_dir = _run_dir(args, info)
+        cfg = _config(args, overrides)
         datasets = build_datasets(cfg)  # bad data paths fail here, before the run folder exists
         if info.is_main:
             prepare_run_dir(args.run_dir, cfg, args.resume)
