@@ -33,14 +33,26 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports(path: Path) -> set[str]:
-    """Every module ``path`` imports, relative imports resolved to absolute names."""
+def imports(path: Path, module_level: bool = False) -> set[str]:
+    """Every module ``path`` imports, relative imports resolved to absolute names.
+
+    Args:
+        module_level: only what importing ``path`` imports at once (top-level statements,
+            without ``TYPE_CHECKING`` blocks and function bodies).
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    nodes = list(ast.walk(tree))
+    if module_level:
+        nodes = []
+        for node in tree.body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            nodes += node.body if isinstance(node, (ast.If, ast.Try)) else [node]
     package = module_name(path).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -96,3 +108,23 @@ def test_the_checker_sees_direct_lazy_and_relative_imports(tmp_path, monkeypatch
     fake.write_text(source)
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     assert any(expected in line for line in violations()), violations()
+
+
+def test_no_import_cycle_between_mbvc_packages_at_import_time():
+    """``mbvc.config`` composes the section configs of models, data and training; nothing in those
+    packages imports it (or anything above it) when imported."""
+    def group(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+
+    graph: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "mbvc").rglob("*.py")):
+        src = group(module_name(path))
+        for target in imports(path, module_level=True):
+            if target.startswith("mbvc.") and group(target) != src:
+                graph.setdefault(src, set()).add(group(target))
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(n == goal or (n not in seen and reaches(n, goal, seen | {n})) for n in graph.get(start, ()))
+
+    cycles = sorted(a for a in graph if reaches(a, a, set()))
+    assert not cycles, f"import cycles through {cycles}: {graph}"

@@ -15,15 +15,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import OmegaConf
 
-from mbvc.config import RunConfig, apply_overrides, load_preset
 from mbvc.errors import CheckpointError, ConfigError
 from mbvc.models import ModelConfig, build_model, model_config_from_dict, read_model_file
 from mbvc.models.checkpoint import load_state_dict_checked
 from mbvc.training.checkpoint import CheckpointManager, load_checkpoint
+
+if TYPE_CHECKING:  # mbvc.config composes the section configs, this package's among them
+    from mbvc.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +114,8 @@ def run_config_for(trained: Trained, preset: str | None = None, overrides: Seque
         ConfigError: no stored configuration and no preset.
         CheckpointError: the preset (or an override) describes another model than the file's.
     """
+    from mbvc.config import RunConfig, apply_overrides, load_preset  # the layer above: see mbvc/training/__init__.py
+
     if preset is not None:
         base = load_preset(preset, [])
         source = base.pop("_source")
