@@ -29,6 +29,7 @@ from typing import Any
 _EXPORTS = {
     "TrainConfig": "config", "EvalSettings": "config",
     "Trainer": "trainer", "TrainResult": "trainer", "TrainingDivergedError": "trainer",
+    "seconds_per_iteration": "trainer",
     "build_trainer": "setup", "prepare_run_dir": "setup",
     "CheckpointManager": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
     "BatchStream": "distributed", "DistInfo": "distributed", "dist_from_env": "distributed",

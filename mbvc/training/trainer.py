@@ -3,8 +3,8 @@
 The trainer only uses the model interface: ``setup_training``, ``training_updates`` and
 ``training_loss`` for training (the family owns its procedure, e.g. PredRNN's curricula),
 ``training_state`` in checkpoints, and ``predict`` (through :func:`mbvc.evaluation.evaluate`)
-for validation. Everything else (datasets, the model, the run folder, the process group) is built by the
-caller and handed over (:func:`mbvc.training.setup.build_trainer`).
+for validation. Everything else (datasets, the model, the run folder, the process group) is
+built by the caller and handed over (:func:`mbvc.training.setup.build_trainer`).
 """
 from __future__ import annotations
 
