@@ -153,8 +153,10 @@ def make_renderer(model: Any, height: int, width: int) -> Any:
     try:
         return mujoco.Renderer(model, height=height, width=width)
     except (ImportError, OSError, RuntimeError, AttributeError, mujoco.FatalError) as exc:
+        unset = ("MUJOCO_GL is unset: call envs.setup_gl() at the start of the program (the mbvc "
+                 "commands do) or export MUJOCO_GL=egl. ") if "MUJOCO_GL" not in os.environ else ""
         raise EnvError(
             f"MuJoCo could not open an OpenGL context for a {width}x{height} image "
             f"(MUJOCO_GL={backend}, DISPLAY={os.environ.get('DISPLAY', '<unset>')}): {exc}. "
-            + INSTALL_HINT
+            + unset + INSTALL_HINT
         ) from exc
