@@ -23,7 +23,7 @@ from torch import nn
 from mbvc.errors import ShapeError
 from mbvc.models.cells import ActionSpatioTemporalCell, SpatioTemporalCell
 from mbvc.models.base import WorldModel, register_model_family
-from mbvc.models.config import MODEL_NAMES, ModelConfig
+from mbvc.models.config import ModelConfig
 from mbvc.models.curriculum import CurriculumTraining
 from mbvc.models.patch import patchify, unpatchify
 
@@ -387,5 +387,6 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         return next(self.parameters()).dtype
 
 
-for _name in MODEL_NAMES:
+# The PredRNN names only: another family sharing ModelConfig registers its own names in its module.
+for _name in ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2"):
     register_model_family(_name, ModelConfig, PredRNN)
