@@ -27,6 +27,8 @@ plain dict. Adding a family takes a config dataclass and a module:
 
        register_model_family("convlstm", ConvLSTMConfig, ConvLSTM)
 
+   (a family that reuses :class:`~mbvc.models.ModelConfig`, e.g. a ``PredRNN`` subclass, passes
+   ``ModelConfig`` and registers each of its names, as ``mbvc/models/predrnn.py`` does)
    and an import of that module in ``mbvc/models/__init__.py``. Presets then say
    ``model: {name: convlstm, ...}``; ``build_model``, the model files, the trainer,
    ``mbvc test`` and the planners need nothing else.
