@@ -41,23 +41,25 @@ def train_world_model(run_cfg: Any, run_dir: Path, minutes: float | None = None)
     With ``minutes`` (opt-in), the iterations are first fitted to that time budget
     (:func:`agents.budget.fit_iterations`).
     """
+    from mbvc.training.lock import RunLock
     from mbvc.training.setup import build_datasets, build_trainer, load_resume_config, prepare_run_dir
 
-    resume = (run_dir / "config.yaml").is_file()
-    if resume:
-        run_cfg = load_resume_config(run_dir)
-    datasets = build_datasets(run_cfg)
-    if not resume:
-        if minutes is not None:
-            from .budget import fit_iterations
+    with RunLock(run_dir):  # one process per run folder, as `mbvc train`
+        resume = (run_dir / "config.yaml").is_file()
+        if resume:
+            run_cfg = load_resume_config(run_dir)
+        datasets = build_datasets(run_cfg)
+        if not resume:
+            if minutes is not None:
+                from .budget import fit_iterations
 
-            run_cfg = fit_iterations(run_cfg, datasets[0], minutes, scaled_schedule)
-        prepare_run_dir(run_dir, run_cfg, resume=False)
-    trainer = build_trainer(run_cfg, run_dir, resume=resume, datasets=datasets)
-    try:
-        result = trainer.fit(resume=resume)
-    finally:
-        trainer.logger.close()
+                run_cfg = fit_iterations(run_cfg, datasets[0], minutes, scaled_schedule)
+            prepare_run_dir(run_dir, run_cfg, resume=False)
+        trainer = build_trainer(run_cfg, run_dir, resume=resume, datasets=datasets)
+        try:
+            result = trainer.fit(resume=resume)
+        finally:
+            trainer.logger.close()
     return {"iterations": result.iteration, "planned_iterations": run_cfg.train.iterations,
             "train_seconds": result.elapsed_s, "model": str(result.model_path), "validation": result.last_eval,
             "parameters": sum(p.numel() for p in trainer.model.parameters()), "model_config": run_cfg.model.to_dict()}

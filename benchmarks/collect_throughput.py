@@ -34,7 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import envs  # noqa: E402,F401  (first: headless GL default before MuJoCo loads)
+import envs  # noqa: E402
+
+envs.setup_gl()  # first: headless GL default before MuJoCo loads
+
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 

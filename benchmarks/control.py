@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import envs  # noqa: F401  headless GL default before mujoco, env ids
+    import envs  # env ids
+
+    envs.setup_gl()  # headless GL default before mujoco
     from agents import (
         CopyLastFrameModel,
         MPCAgent,

@@ -3,6 +3,8 @@
 Importing this package registers ``mbvc/Push-v0``, ``mbvc/PushMulti-v0`` and
 ``mbvc/PushDistractors-v0`` (gymnasium 1.x has no plugin entry points), so both
 ``import envs; gymnasium.make("mbvc/Push-v0")`` and ``gymnasium.make("envs:mbvc/Push-v0")`` work.
+It changes nothing else in the process: call :func:`setup_gl` (as the ``mbvc`` commands do)
+before the first render to pick a headless OpenGL backend (``MUJOCO_GL``).
 
 Example:
     >>> import gymnasium as gym
@@ -12,16 +14,9 @@ Example:
 """
 from __future__ import annotations
 
-from envs._gl import default_headless_gl, keep_tensorflow_out
+from gymnasium.envs.registration import register, registry
 
-# Must run before anything imports mujoco: MuJoCo reads MUJOCO_GL once, at import. It only
-# fills in a default (egl) when the variable is unset and there is no display.
-default_headless_gl()
-# Without a GPU, keep TensorBoard (pulled in by stable-baselines3) from loading TensorFlow,
-# whose LLVM crashes Mesa's software renderer in the same process. See envs/_gl.py.
-keep_tensorflow_out()
-
-from gymnasium.envs.registration import register, registry  # noqa: E402
+from envs._gl import setup_gl
 
 ENV_IDS = ("mbvc/Push-v0", "mbvc/PushMulti-v0", "mbvc/PushDistractors-v0")
 _SCENES = dict(zip(ENV_IDS, ("push", "multi", "distractors")))
@@ -32,4 +27,4 @@ for _env_id, _scene in _SCENES.items():
         # restore the step count (a TimeLimit wrapper would keep its own counter).
         register(id=_env_id, entry_point="envs.push:PushEnv", kwargs={"scene": _scene})
 
-__all__ = ["ENV_IDS"]
+__all__ = ["ENV_IDS", "setup_gl"]

@@ -3,8 +3,9 @@
 MuJoCo picks its OpenGL backend once, when ``mujoco`` is first imported, from ``MUJOCO_GL``.
 Its default (GLFW) needs a display, so on a server the first render fails with an obscure
 error. :func:`default_headless_gl` therefore sets ``MUJOCO_GL=egl`` when the variable is unset
-and no display is present; it is called once, at the edge (``envs/__init__.py`` before any
-MuJoCo import), and never overrides a user's choice.
+and no display is present; it is called once, at the edge (:func:`setup_gl`, which the ``mbvc``
+commands and scripts call before any MuJoCo import, never on ``import envs``), and never
+overrides a user's choice.
 
 Without a GPU, EGL renders with Mesa's llvmpipe, which cannot share a process with
 TensorFlow (see :func:`keep_tensorflow_out` and :func:`check_llvm_clash`).
@@ -53,6 +54,22 @@ def default_headless_gl(environ: dict[str, str] | None = None) -> str | None:
                        "rendering may fail. %s", INSTALL_HINT)
     env["MUJOCO_GL"] = "egl"
     return "egl"
+
+
+def setup_gl() -> str | None:
+    """The process-wide rendering settings; call once, before MuJoCo is first imported.
+
+    Sets ``MUJOCO_GL=egl`` when it is unset and there is no display (:func:`default_headless_gl`)
+    and, when rendering will then be on Mesa's CPU rasterizer, keeps TensorBoard (pulled in by
+    stable-baselines3) from loading TensorFlow in this process (:func:`keep_tensorflow_out`).
+    Worker processes started later inherit ``MUJOCO_GL``.
+
+    Returns:
+        ``MUJOCO_GL`` as it now is (None when unset: MuJoCo's default, GLFW).
+    """
+    default_headless_gl()
+    keep_tensorflow_out()
+    return os.environ.get("MUJOCO_GL")
 
 
 def mesa_software_gl(environ: dict[str, str] | None = None) -> bool:
@@ -136,8 +153,10 @@ def make_renderer(model: Any, height: int, width: int) -> Any:
     try:
         return mujoco.Renderer(model, height=height, width=width)
     except (ImportError, OSError, RuntimeError, AttributeError, mujoco.FatalError) as exc:
+        unset = ("MUJOCO_GL is unset: call envs.setup_gl() at the start of the program (the mbvc "
+                 "commands do) or export MUJOCO_GL=egl. ") if "MUJOCO_GL" not in os.environ else ""
         raise EnvError(
             f"MuJoCo could not open an OpenGL context for a {width}x{height} image "
             f"(MUJOCO_GL={backend}, DISPLAY={os.environ.get('DISPLAY', '<unset>')}): {exc}. "
-            + INSTALL_HINT
+            + unset + INSTALL_HINT
         ) from exc

@@ -1,22 +1,37 @@
 """The ``mbvc`` console script: a thin dispatcher over :mod:`mbvc.commands`.
 
-Each subcommand lives in ``mbvc/commands/<name>.py`` and defines ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``. Errors derived from
-:class:`mbvc.errors.MbvcError` are printed as one line on stderr with a non-zero exit code.
+Each subcommand lives in ``mbvc/commands/<name>.py`` and defines ``HELP`` (one line, the same
+as its entry in :data:`COMMANDS`), ``add_arguments(parser)`` and ``run(args) -> int``. Only the
+module of the command being run is imported, and command modules import torch and the rest
+of mbvc inside ``run``, so ``mbvc --help`` and ``mbvc COMMAND --help`` answer at once. Errors
+derived from :class:`mbvc.errors.MbvcError` are printed as one line on stderr with exit code 2.
+Process-wide settings (logging here; threads and ``MUJOCO_GL`` in the commands that use them,
+through ``--threads`` and ``envs.setup_gl()``) are made by the command line, not on import.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from mbvc.errors import MbvcError
 
-# Order is the order shown by `mbvc --help`.
-COMMANDS = ("train", "test", "evaluate", "predict", "convert", "collect", "plan", "demo", "visualize")
+#: Command name -> its help line, in the order `mbvc --help` shows them (a table, so that the
+#: top-level help imports no command module).
+COMMANDS: dict[str, str] = {
+    "train": "train a model from a preset (resumable; multi-GPU with torchrun)",
+    "test": "evaluate a run, model file or checkpoint: per-frame MSE/MAE/PSNR/SSIM/LPIPS vs baselines",
+    "evaluate": "evaluate a run, model file or checkpoint: per-frame MSE/MAE/PSNR/SSIM/LPIPS vs baselines",
+    "predict": "predict N future frames from a context video / frame folder / .npy; writes npy + PNG + GIF",
+    "convert": "convert a reference PredRNN checkpoint (model.ckpt-N) into an mbvc model file",
+    "collect": "collect episodes of an environment with a policy into a rollout folder (resumable)",
+    "plan": "run the MPC agent with a trained world model on a gymnasium env, next to random and oracle",
+    "demo": ("the end-to-end demo: collect pushing rollouts, train an action-conditioned PredRNN-V2, "
+             "run visual MPC on held-out goals next to random and oracle agents"),
+    "visualize": "plot the delta_c / delta_m memory increments of a PredRNN-V2 model (PCA or t-SNE)",
+}
 
 
 def say(*parts: object) -> None:
@@ -24,27 +39,38 @@ def say(*parts: object) -> None:
     print(*parts, flush=True)
 
 
-def _available() -> list[str]:
-    return [c for c in COMMANDS if importlib.util.find_spec(f"mbvc.commands.{c}") is not None]
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """Return the top-level argument parser.
 
-
-def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level argument parser with every available subcommand."""
+    Args:
+        commands: the subcommands whose arguments are added (their modules are imported);
+            None adds all. The others are listed with their help line only.
+    """
     parser = argparse.ArgumentParser(prog="mbvc", description="PredRNN world models and visual MPC.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in _available():
-        module = importlib.import_module(f"mbvc.commands.{name}")
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+    wanted = set(COMMANDS if commands is None else commands)
+    for name, help_line in COMMANDS.items():
+        p = sub.add_parser(name, help=help_line, description=help_line)
+        if name in wanted:
+            module = importlib.import_module(f"mbvc.commands.{name}")
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first argument that is not an option)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``mbvc`` console script."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command(argv)
+    parser = build_parser([] if command is None else [command])
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -25,15 +25,10 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mbvc.errors import ConfigError, did_you_mean
 from mbvc.data.config import DataConfig
+from mbvc.models.base import model_config_from_dict
 from mbvc.models.config import ModelConfig
+from mbvc.presets import PRESET_DIR, preset_names
 from mbvc.training.config import EvalSettings, TrainConfig
-
-PRESET_DIR = Path(__file__).parent / "configs"
-
-
-def preset_names() -> list[str]:
-    """Names of the presets shipped with mbvc."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
 def preset_path(name_or_path: str | os.PathLike) -> Path:
@@ -112,7 +107,7 @@ def model_config_from_preset(name_or_path: str | os.PathLike, overrides: Sequenc
     if "model" not in data:
         raise ConfigError(f"{data['_source']}: no 'model' section")
     try:
-        return ModelConfig.from_dict(data["model"])
+        return model_config_from_dict(data["model"])
     except ConfigError as e:
         raise ConfigError(f"{data['_source']}: model: {e}") from None
 
@@ -129,7 +124,7 @@ class RunConfig:
     """A whole run: what to build (model), on what (data), how (train) and how it is scored (eval).
 
     Attributes:
-        model: architecture and input rule.
+        model: architecture and input rule (the config class of its family, :mod:`mbvc.models.base`).
         data: dataset and windows (``data.seq_len`` is the training length T).
         train: optimisation, curriculum, checkpoints, logging.
         eval: context and horizon of evaluation (independent of the training length).
@@ -189,7 +184,7 @@ class RunConfig:
             if not isinstance(data.get(key), dict):
                 raise ConfigError(f"{source}: a '{key}' section (a mapping) is required")
         try:
-            model = ModelConfig.from_dict(data["model"])
+            model = model_config_from_dict(data["model"])
         except ConfigError as e:
             raise ConfigError(f"{source}: model: {e}") from None
         try:

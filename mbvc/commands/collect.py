@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import envs  # noqa: F401  sets the headless GL default before mujoco loads, registers ids
+    import envs  # registers the ids
+
+    envs.setup_gl()  # a process-wide setting, before mujoco loads
     from envs.collect import CollectConfig, collect, export_tfrecords
 
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's INFO chatter on import

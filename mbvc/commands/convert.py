@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from mbvc.cli import say
-from mbvc.config import model_config_from_preset, preset_names
+from mbvc.presets import preset_names
 
 HELP = "convert a reference PredRNN checkpoint (model.ckpt-N) into an mbvc model file"
 log = logging.getLogger(__name__)
@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mbvc.config import model_config_from_preset
     from mbvc.models import save_model
     from mbvc.models.reference import from_reference
 

@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorBoard may import TensorFlow
-    import envs  # noqa: F401  sets the headless GL default before mujoco loads
+    import envs
+
+    envs.setup_gl()  # a process-wide setting, before mujoco loads
     from agents.demo import demo_settings, run_demo
     from agents.plan import results_table
 

@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    import envs  # noqa: F401  sets the headless GL default before mujoco loads
+    import envs
+
+    envs.setup_gl()  # a process-wide setting, before mujoco loads
     from agents.cost_registry import CostConfig
     from agents.plan import results_table, run_plan
     from agents.planners import PlannerConfig

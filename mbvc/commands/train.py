@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from mbvc.cli import say
-from mbvc.config import preset_names
+from mbvc.presets import preset_names
 
 HELP = "train a model from a preset (resumable; multi-GPU with torchrun)"
 log = logging.getLogger(__name__)
@@ -25,15 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _configure_process(info, threads: int | None) -> None:  # noqa: ANN001 - DistInfo
     """Process-wide settings: they belong to the command line, not the library."""
-    import os
-
     import torch
 
     from mbvc.training.distributed import init_distributed
     from mbvc.training.setup import set_threads
 
-    # TensorBoard imports TensorFlow when it is installed; keep its C++ start-up chatter out of the log.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     set_threads(threads)
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls as TF32 on Ampere+: faster, ample precision
@@ -120,15 +116,21 @@ def run(args: argparse.Namespace) -> int:
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(handler)
             t, m = cfg.train, cfg.model
-            say(f"run dir: {args.run_dir}\nmodel: {m.name} hidden {list(m.num_hidden)}, {m.input_length} -> "
+            hidden = f" hidden {list(m.num_hidden)}" if hasattr(m, "num_hidden") else ""
+            amount = (f"{t.iterations} iterations" if t.time_budget_min is None else
+                      f"a {t.time_budget_min:g}-min budget (iterations fitted by timing the real step)")
+            say(f"run dir: {args.run_dir}\nmodel: {m.name}{hidden}, {m.input_length} -> "
                   f"{m.total_length}; data: {cfg.data.name}; eval {cfg.eval.context} -> {cfg.eval.horizon}\n"
-                  f"train: {t.iterations} iterations, batch {t.batch_size}, lr {t.lr} ({t.optimizer}, "
+                  f"train: {amount}, batch {t.batch_size}, lr {t.lr} ({t.optimizer}, "
                   f"{t.lr_schedule}), {info.world_size} process(es)")
         barrier(info)
         trainer = build_trainer(cfg, args.run_dir, info, resume=args.resume, datasets=datasets)
         result = trainer.fit(resume=args.resume)
         if info.is_main:
             say(f"finished at iteration {result.iteration} in {result.elapsed_s / 60:.1f} min; model: {result.model_path}")
+            if result.seconds_per_iteration is not None:
+                say(f"time budget: {1000 * result.seconds_per_iteration:.1f} ms per timed iteration -> "
+                    f"{result.planned_iterations} iterations")
             if result.last_eval:
                 shown = {k: v for k, v in result.last_eval.items() if k.endswith(("/mse", "/ssim", "/psnr", "/lpips"))}
                 say("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())))

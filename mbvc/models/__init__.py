@@ -1,4 +1,5 @@
-"""PredRNN-family models: configs, the network, curricula, checkpoints and reference import.
+"""World models: the interface and family registry, PredRNN-family configs, the network,
+curricula, checkpoints and reference import (see :mod:`mbvc.models.base` to add a family).
 
 Example:
     >>> import torch
@@ -15,11 +16,22 @@ Example:
 """
 from __future__ import annotations
 
+from mbvc.models.base import (
+    Batch,
+    ModelFamily,
+    WorldModel,
+    build_model,
+    model_config_from_dict,
+    model_families,
+    model_family,
+    register_model_family,
+)
 from mbvc.models.checkpoint import load_model, read_model_file, save_model
 from mbvc.models.config import MODEL_NAMES, ModelConfig
 from mbvc.models.convlstm import ConvLSTM
 from mbvc.models.curriculum import (
     CurriculumConfig,
+    CurriculumTraining,
     curriculum_mask,
     reverse_sampling_probs,
     scheduled_sampling_eta,
@@ -35,14 +47,9 @@ from mbvc.models.reference import (
 )
 
 
-def build_model(config: ModelConfig) -> PredRNN:
-    """Build the network described by ``config`` (randomly initialised)."""
-    if config.name.endswith("convlstm"):
-        return ConvLSTM(config)
-    return PredRNN(config)
-
-
 __all__ = [
+    "WorldModel", "Batch", "ModelFamily", "register_model_family", "model_family", "model_families",
+    "model_config_from_dict", "CurriculumTraining",
     "MODEL_NAMES", "ModelConfig", "ModelOutput", "PredRNN", "ConvLSTM", "RecurrentState", "CurriculumConfig",
     "build_model", "curriculum_mask", "test_mask", "scheduled_sampling_eta", "reverse_sampling_probs",
     "patchify", "unpatchify", "save_model", "load_model", "read_model_file", "from_reference",

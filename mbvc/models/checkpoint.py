@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from mbvc import __version__
 from mbvc.errors import CheckpointError, ConfigError
 from mbvc.io import atomic_path
-from mbvc.models.config import ModelConfig
+from mbvc.models.base import model_config_from_dict
 
 FORMAT = "mbvc-model/1"
 
@@ -27,7 +27,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, metadata: Mappin
     """Write the model's weights and config to ``path`` (safetensors), atomically.
 
     Args:
-        model: a :class:`~mbvc.models.PredRNN` (anything with ``.config`` and a state dict).
+        model: a :class:`~mbvc.models.WorldModel` (anything with ``.config`` and a state dict).
         path: destination file, conventionally ``*.safetensors``.
         metadata: extra JSON-serialisable information (e.g. the source checkpoint).
 
@@ -46,7 +46,7 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, metadata: Mappin
     return Path(path)
 
 
-def read_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+def read_model_file(path: str | os.PathLike) -> tuple[Any, dict[str, torch.Tensor], dict[str, Any]]:
     """Read an mbvc model file without building the model.
 
     Returns:
@@ -69,7 +69,7 @@ def read_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, tor
     if meta.get("format") != FORMAT or "config" not in meta:
         raise CheckpointError(f"{path}: safetensors file without mbvc metadata (format {meta.get('format')!r}, expected {FORMAT!r})")
     try:
-        config = ModelConfig.from_dict(json.loads(meta["config"]))
+        config = model_config_from_dict(json.loads(meta["config"]))
     except (json.JSONDecodeError, ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid model config in metadata: {e}") from None
     return config, tensors, json.loads(meta.get("extra") or "{}")
@@ -77,7 +77,7 @@ def read_model_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, tor
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild a model from a file written by :func:`save_model`."""
-    from mbvc.models import build_model
+    from mbvc.models.base import build_model
 
     config, tensors, _ = read_model_file(path)
     model = build_model(config)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mbvc.models.base import register_model_family
 from mbvc.models.cells import FORGET_BIAS, _gate_conv
 from mbvc.models.config import ModelConfig
 from mbvc.models.predrnn import PredRNN
@@ -175,3 +176,7 @@ class ConvLSTM(PredRNN):
             else:
                 cells.append(ConvLSTMCell(cin, hid, rh, rw, k, ln))
         self.cell_list = nn.ModuleList(cells)
+
+
+for _name in ("convlstm", "action_cond_convlstm"):
+    register_model_family(_name, ModelConfig, ConvLSTM)

@@ -1,18 +1,25 @@
 """Training curricula: scheduled sampling (PredRNN) and reverse scheduled sampling (PredRNN-V2).
 
+:class:`CurriculumTraining` is the training procedure built on them (the PredRNN family's
+:class:`~mbvc.models.base.WorldModel` training methods).
+
 Masks are per sample and per step, shape (B, steps), 1 = feed the true frame at that step;
 the model broadcasts them over the frame, so no full-frame mask is ever built. The iteration
 ``itr`` counts from 1, as in the reference.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from mbvc.errors import ConfigError
+from mbvc.errors import ConfigError, DataError
 from mbvc.models.config import ModelConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,3 +131,65 @@ def test_mask(model: ModelConfig, batch: int, device: torch.device | str | None 
 
 
 test_mask.__test__ = False  # not a pytest test despite its name
+
+
+class CurriculumTraining:
+    """The training procedure of PredRNN-family models, as :class:`~mbvc.models.base.WorldModel` methods.
+
+    Mixed into a module whose ``forward(frames, mask, actions)`` returns a
+    :class:`~mbvc.models.predrnn.ModelOutput` and whose ``config`` is a :class:`ModelConfig`-like
+    config (``input_length``, ``total_length``, ``reverse_input_rule``, ``is_action``, ``name``).
+    Each iteration draws a curriculum mask (scheduled sampling, or reverse scheduled sampling
+    for PredRNN-V2 and action models) for the global batch from its own generator, and with
+    ``train.reverse_input`` makes a second update on the time-reversed frames with the same mask.
+    """
+
+    config: ModelConfig
+
+    def setup_training(self, train_cfg: Any, *, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        cfg = self.config
+        self._curriculum: CurriculumConfig = train_cfg.curriculum
+        self._batch_share = (batch_size, rank, world_size)
+        self._mask_rng = torch.Generator().manual_seed(train_cfg.seed + 1)
+        self._reverse_input = bool(train_cfg.reverse_input) and not cfg.is_action
+        if train_cfg.reverse_input and cfg.is_action:
+            log.info("reverse_input skipped: %s is action-conditioned, and reversing the frames in time "
+                     "would pair every action with the wrong transition", cfg.name)
+
+    def training_updates(self, batch: dict[str, torch.Tensor], step: int) -> list[dict[str, torch.Tensor]]:
+        cfg = self.config
+        total = cfg.total_length
+        frames = batch["frames"]
+        if frames.dim() != 5 or frames.shape[1] < total:
+            raise DataError(f"training sequences must be (T, C, H, W) with T >= model.total_length={total}, "
+                            f"got a batch of shape {tuple(frames.shape)}")
+        update = {"frames": frames[:, :total]}
+        if cfg.is_action:
+            actions = batch.get("actions")
+            if actions is None:
+                raise DataError(f"{cfg.name} is action-conditioned but the training data has no actions")
+            update["actions"] = actions[:, :total].float()
+        # Drawn for the global batch on every rank, then sliced, so that sample j of the global
+        # batch gets the same row whatever the number of processes.
+        size, rank, world = self._batch_share
+        mask = curriculum_mask(cfg, self._curriculum, step, size, generator=self._mask_rng)
+        update["mask"] = mask[rank::world].to(frames.device)
+        if not self._reverse_input:
+            return [update]
+        return [update, {"frames": update["frames"].flip(1), "mask": update["mask"]}]
+
+    def training_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        out = self(batch["frames"], batch["mask"], batch.get("actions"))
+        return out.loss, {"mse": out.mse, "decouple": out.decouple}
+
+    def training_state(self) -> dict[str, Any]:
+        return {"mask_rng": self._mask_rng.get_state()}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self._mask_rng.set_state(state["mask_rng"])
+
+    def training_scalars(self, step: int) -> dict[str, float]:
+        if self.config.reverse_input_rule:
+            r_eta, eta = reverse_sampling_probs(step, self._curriculum)
+            return {"r_eta": r_eta, "eta": eta}
+        return {"eta": scheduled_sampling_eta(step, self._curriculum)}

@@ -5,7 +5,9 @@ through the layers, and layer 0 reads what the top layer left at the previous st
 
 Public entry points (frames are (B, T, C, H, W) in [0, 1], actions (B, T, A)):
 
-* ``model(frames, mask, actions)``: training forward with a curriculum mask;
+* ``model(frames, mask, actions)``: training forward with a curriculum mask (the trainer goes
+  through the :class:`~mbvc.models.base.WorldModel` training methods of
+  :class:`~mbvc.models.curriculum.CurriculumTraining`, which draw the masks);
 * ``model.predict(context, n_future, actions)``: test-time generation;
 * ``model.encode(context, actions)`` then ``model.rollout(state, n_future, actions)``: encode
   the context once, then roll any number of candidate action sequences from that state.
@@ -20,7 +22,9 @@ from torch import nn
 
 from mbvc.errors import ShapeError
 from mbvc.models.cells import ActionSpatioTemporalCell, SpatioTemporalCell
+from mbvc.models.base import WorldModel, register_model_family
 from mbvc.models.config import ModelConfig
+from mbvc.models.curriculum import CurriculumTraining
 from mbvc.models.patch import patchify, unpatchify
 
 States = tuple["torch.Tensor | None", ...]
@@ -75,7 +79,7 @@ class RecurrentState(NamedTuple):
         return RecurrentState(tuple(map(ex, self.h)), tuple(map(ex, self.c)), ex(self.m), ex(self.frame))
 
 
-class PredRNN(nn.Module):
+class PredRNN(CurriculumTraining, WorldModel, nn.Module):
     """PredRNN / PredRNN-V2, optionally action-conditioned, built from a :class:`ModelConfig`.
 
     Parameter names follow the reference where the layout is the same (``cell_list``,
@@ -381,3 +385,8 @@ class PredRNN(nn.Module):
     def conv_last_dtype(self) -> torch.dtype:
         """The floating dtype of the model's parameters."""
         return next(self.parameters()).dtype
+
+
+# The PredRNN names only: another family sharing ModelConfig registers its own names in its module.
+for _name in ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2"):
+    register_model_family(_name, ModelConfig, PredRNN)

@@ -1,4 +1,10 @@
-"""Training of PredRNN-family models: configs, the trainer, checkpoints, logging, DDP.
+"""Training of any :class:`~mbvc.models.WorldModel`: configs, the trainer, checkpoints, logging, DDP.
+
+Layering: ``mbvc.training.config`` (the ``train`` / ``eval`` sections) sits below
+:mod:`mbvc.config`, which composes every section into a ``RunConfig``; the run-level helpers
+here that read whole run configurations (``setup.load_resume_config``,
+``artifacts.run_config_for``) import :mod:`mbvc.config` inside those functions, and nothing in
+this package imports it at module level, so importing either first works.
 
 Example (a few iterations of a tiny model on generated Moving MNIST):
     >>> from mbvc.config import load_run_config
@@ -18,10 +24,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Lazy: mbvc.config imports mbvc.training.config, and the trainer imports mbvc.config.
+# Lazy, so that `import mbvc.config` (which needs only mbvc.training.config) does not load the
+# trainer, DataLoader and tqdm.
 _EXPORTS = {
     "TrainConfig": "config", "EvalSettings": "config",
     "Trainer": "trainer", "TrainResult": "trainer", "TrainingDivergedError": "trainer",
+    "seconds_per_iteration": "trainer",
     "build_trainer": "setup", "prepare_run_dir": "setup",
     "CheckpointManager": "checkpoint", "load_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
     "BatchStream": "distributed", "DistInfo": "distributed", "dist_from_env": "distributed",

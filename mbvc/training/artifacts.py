@@ -15,15 +15,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import OmegaConf
 
-from mbvc.config import RunConfig, apply_overrides, load_preset
 from mbvc.errors import CheckpointError, ConfigError
-from mbvc.models import ModelConfig, build_model, read_model_file
+from mbvc.models import ModelConfig, build_model, model_config_from_dict, read_model_file
 from mbvc.models.checkpoint import load_state_dict_checked
 from mbvc.training.checkpoint import CheckpointManager, load_checkpoint
+
+if TYPE_CHECKING:  # mbvc.config composes the section configs, this package's among them
+    from mbvc.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ def load_trained(path: str | os.PathLike, which: str = "final") -> Trained:
     else:
         state = load_checkpoint(weights)
         try:
-            config = ModelConfig.from_dict(state["model_config"])
+            config = model_config_from_dict(state["model_config"])
         except (KeyError, ConfigError) as e:
             raise CheckpointError(f"{weights}: invalid model config ({e})") from None
         tensors, text = state["model"], state.get("config")
@@ -111,6 +114,8 @@ def run_config_for(trained: Trained, preset: str | None = None, overrides: Seque
         ConfigError: no stored configuration and no preset.
         CheckpointError: the preset (or an override) describes another model than the file's.
     """
+    from mbvc.config import RunConfig, apply_overrides, load_preset  # the layer above: see mbvc/training/__init__.py
+
     if preset is not None:
         base = load_preset(preset, [])
         source = base.pop("_source")

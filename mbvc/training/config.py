@@ -67,6 +67,10 @@ class TrainConfig:
         keep_last: training checkpoints kept besides the best one.
         best_metric: validation metric choosing the best checkpoint.
         time_limit_min: stop (with a checkpoint and the model file) after this many minutes.
+        time_budget_min: opt-in: fit ``iterations`` to this many minutes of training steps, by
+            timing the real step (AMP, clipping, channels_last, every update of an iteration)
+            before the run; the fitted count is logged and kept on resume. Validation and
+            checkpoints come on top. None (default): exactly ``iterations``, reproducibly.
         progress: tqdm bar with loss parts, it/s and ETA.
         tensorboard: write TensorBoard scalars and sample strips.
     """
@@ -95,6 +99,7 @@ class TrainConfig:
     keep_last: int = 2
     best_metric: str = "mse"
     time_limit_min: float | None = None
+    time_budget_min: float | None = None
     progress: bool = True
     tensorboard: bool = True
 
@@ -113,6 +118,8 @@ class TrainConfig:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.time_limit_min is not None and self.time_limit_min <= 0:
             raise ConfigError(f"train.time_limit_min must be > 0 or null, got {self.time_limit_min}")
+        if self.time_budget_min is not None and self.time_budget_min <= 0:
+            raise ConfigError(f"train.time_budget_min must be > 0 or null, got {self.time_budget_min}")
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
         _choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("train.amp", self.amp, AMP_MODES)

@@ -12,10 +12,14 @@ Example:
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
+import itertools
 import os
+import socket
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 _log = logging.getLogger(__name__)
+_FILE_IDS = itertools.count()
 
 
 class KVWriter(Protocol):
@@ -145,25 +150,60 @@ def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
 class TensorBoardWriter:
     """Scalars and images to TensorBoard event files.
 
+    Written with TensorBoard's own event-file writer and protobufs, not
+    ``torch.utils.tensorboard``: that module imports TensorFlow whenever it is installed
+    (tens of seconds of start-up, and a crash next to Mesa's software OpenGL).
+
     Args:
         log_dir: event folder.
         purge_step: on resume, events at or after this step from the interrupted run are hidden.
     """
 
     def __init__(self, log_dir: str | os.PathLike, purge_step: int | None = None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+        self._event = Event
+        log_dir = Path(log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        # TensorBoard's file name pattern; TensorBoard's EventFileWriter is not used because it
+        # opens files through tf.io.gfile, which imports TensorFlow.
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{next(_FILE_IDS)}"
+        self.path = log_dir / name
+        self.writer = RecordWriter(open(self.path, "wb"))  # noqa: SIM115 - RecordWriter closes it
+        self._add(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        if purge_step is not None:
+            # What torch's SummaryWriter writes for purge_step: TensorBoard then hides the old
+            # run's events from this step on.
+            self._add(Event(step=purge_step, file_version="brain.Event:2"))
+            self._add(Event(step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+
+    def _add(self, event: Any) -> None:
+        self.writer.write(event.SerializeToString())
 
     def write(self, step: int, scalars: dict[str, float], images: dict[str, np.ndarray]) -> None:
-        for key, value in scalars.items():
-            self.writer.add_scalar(key, value, step)
-        for key, image in images.items():
-            self.writer.add_image(key, image, step, dataformats="HWC")
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=key, simple_value=float(value)) for key, value in scalars.items()]
+        values += [Summary.Value(tag=key, image=_png_summary(image)) for key, image in images.items()]
+        if values:
+            self._add(self._event(summary=Summary(value=values), step=step, wall_time=time.time()))
         self.writer.flush()
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _png_summary(image: np.ndarray) -> Any:
+    """An ``(H, W, 3)`` uint8 image as a TensorBoard image summary (PNG-encoded)."""
+    from PIL import Image
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buffer, format="PNG")
+    h, w = image.shape[:2]
+    return Summary.Image(height=h, width=w, colorspace=image.shape[2] if image.ndim == 3 else 1,
+                         encoded_image_string=buffer.getvalue())
 
 
 def configure_logger(run_dir: str | os.PathLike | None, *, stdout: bool = True, jsonl: bool = True,

@@ -14,16 +14,19 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset
 
-from mbvc.config import RunConfig, load_run_config
 from mbvc.errors import CheckpointError, ConfigError
 from mbvc.io import atomic_write
 from mbvc.training.checkpoint import CheckpointManager, checkpoint_iteration
 from mbvc.training.distributed import DistInfo
 from mbvc.training.logger import configure_logger
 from mbvc.training.trainer import Trainer
+
+if TYPE_CHECKING:  # mbvc.config composes the section configs, this package's among them
+    from mbvc.config import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,8 @@ def set_threads(threads: int | None, option: str = "--threads") -> None:
 
 def load_resume_config(run_dir: str | os.PathLike, overrides: list[str] | None = None) -> RunConfig:
     """The stored configuration of a run folder, with overrides (e.g. more iterations)."""
+    from mbvc.config import load_run_config  # the layer above: see mbvc/training/__init__.py
+
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"--resume: {path} does not exist; {run_dir} is not an mbvc run folder")

@@ -1,14 +1,18 @@
-"""The training loop of PredRNN-family models.
+"""The training loop of any :class:`~mbvc.models.WorldModel`.
 
-The trainer only uses the model interface: ``model(frames, mask, actions) -> ModelOutput`` for
-training and ``model.predict`` (through :func:`mbvc.evaluation.evaluate`) for validation.
-Everything else (datasets, the model, the run folder, the process group) is built by the
-caller and handed over (:func:`mbvc.training.setup.build_trainer`).
+The trainer only uses the model interface: ``setup_training``, ``training_updates`` and
+``training_loss`` for training (the family owns its procedure, e.g. PredRNN's curricula),
+``training_state`` in checkpoints, and ``predict`` (through :func:`mbvc.evaluation.evaluate`)
+for validation. Everything else (datasets, the model, the run folder, the process group) is
+built by the caller and handed over (:func:`mbvc.training.setup.build_trainer`).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mbvc.data import to_float
 from mbvc.errors import CheckpointError, DataError, MbvcError
-from mbvc.models import CurriculumConfig, curriculum_mask, reverse_sampling_probs, save_model, scheduled_sampling_eta
+from mbvc.models import Batch, WorldModel, build_model, save_model
 from mbvc.models.checkpoint import load_state_dict_checked
 from mbvc.training.checkpoint import CheckpointManager, rng_states, set_rng_states
 from mbvc.training.config import EvalSettings, TrainConfig
@@ -46,6 +50,9 @@ class TrainResult:
         last_eval: means of the last validation (``eval/mse``...), empty without validation.
         best: ``{"metric", "value", "iteration"}`` of the best validation, or None.
         losses: ``train/loss`` of every iteration of this call (all ranks see the same values).
+        planned_iterations: the iterations aimed at (``train.iterations``, or the count fitted
+            to ``train.time_budget_min``).
+        seconds_per_iteration: the timed training step behind a time budget, else None.
     """
 
     iteration: int
@@ -54,6 +61,8 @@ class TrainResult:
     last_eval: dict[str, float] = field(default_factory=dict)
     best: dict[str, Any] | None = None
     losses: list[float] = field(default_factory=list)
+    planned_iterations: int = 0
+    seconds_per_iteration: float | None = None
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -67,11 +76,23 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     return torch.device(name)
 
 
+class _Objective(torch.nn.Module):
+    """Runs ``model.training_loss`` as a module's forward, so that DDP and ``torch.compile``,
+    which wrap modules, see the whole training computation."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.model.training_loss(batch, step)
+
+
 class Trainer:
     """Trains one model; rank 0 logs, validates and writes checkpoints.
 
     Args:
-        model: a :class:`~mbvc.models.PredRNN` (moved to ``device``).
+        model: a :class:`~mbvc.models.WorldModel` (moved to ``device``).
         cfg: the ``train`` section.
         train_set: map-style dataset of ``{"frames": (T', C, H, W), "actions"?: (T', A)}``, T' >= T.
         run_dir: where checkpoints, metrics and the model file go (rank 0 writes).
@@ -83,7 +104,7 @@ class Trainer:
         logger: metric logger (rank 0); None records nothing.
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, train_set: Dataset, run_dir: str | Path, *,
+    def __init__(self, model: WorldModel, cfg: TrainConfig, train_set: Dataset, run_dir: str | Path, *,
                  val_set: Dataset | None = None, eval_settings: EvalSettings | None = None,
                  config_yaml: str = "", info: DistInfo = DistInfo(), device: torch.device | None = None,
                  logger: Logger | None = None) -> None:
@@ -95,20 +116,20 @@ class Trainer:
         self.mcfg = model.config
         self.config_yaml, self.logger = config_yaml, logger or Logger([])
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
-        self.net: torch.nn.Module = self.model
+        self.net: torch.nn.Module = _Objective(self.model)
         if info.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.net = torch.nn.parallel.DistributedDataParallel(self.net, device_ids=ids)
         if cfg.compile:
             self.net = torch.compile(self.net)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                                  weight_decay=cfg.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cfg.lr_factor)
+        # Reads self.cfg at every step: a time budget replaces ``iterations`` after construction.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: self.cfg.lr_factor(step))
         self.stream = BatchStream(train_set, cfg.batch_size, cfg.seed, info, cfg.num_workers,
                                   pin_memory=self.device.type == "cuda")
-        self.curriculum: CurriculumConfig = cfg.curriculum
-        self.mask_rng = torch.Generator().manual_seed(cfg.seed + 1)
+        self.model.setup_training(cfg, batch_size=cfg.batch_size, rank=info.rank, world_size=info.world_size)
         self.ckpts = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_last)
         self.eval_settings = eval_settings
         self.val_loader = None
@@ -118,10 +139,8 @@ class Trainer:
         self._lpips: Any = None
         self._val_lpips = bool(eval_settings and eval_settings.lpips)
         self.iteration, self.best = 0, None
-        self.reverse_input = cfg.reverse_input and not self.mcfg.is_action
-        if cfg.reverse_input and self.mcfg.is_action:
-            log.info("reverse_input skipped: %s is action-conditioned, and reversing the frames in time "
-                     "would pair every action with the wrong transition", self.mcfg.name)
+        self._metric_names = ["loss"]
+        self.seconds_per_iteration: float | None = None  # measured for train.time_budget_min
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -133,9 +152,11 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "data": self.stream.state_dict(),
-            "mask_rng": self.mask_rng.get_state(),
+            "training_state": self.model.training_state(),
             "rng": rng_states(),
             "best": self.best,
+            "iterations": self.cfg.iterations,
+            "seconds_per_iteration": self.seconds_per_iteration,
             "config": self.config_yaml,
         }
 
@@ -152,9 +173,16 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.stream.load_state_dict(state["data"])
-        self.mask_rng.set_state(state["mask_rng"])
+        # Checkpoints written before the WorldModel interface kept PredRNN's curriculum
+        # generator at the top level.
+        legacy = {"mask_rng": state["mask_rng"]} if "mask_rng" in state else {}
+        self.model.load_training_state(state.get("training_state", legacy))
         set_rng_states(state["rng"])
         self.iteration, self.best = int(state["iteration"]), state.get("best")
+        if self.cfg.time_budget_min is not None and state.get("seconds_per_iteration") is not None:
+            # Keep the count the budget was fitted to: timing again would change the schedule.
+            self.seconds_per_iteration = float(state["seconds_per_iteration"])
+            self.cfg = dataclasses.replace(self.cfg, iterations=int(state["iterations"]))
 
     def resume(self) -> bool:
         """Load the newest checkpoint of the run folder; False when there is none."""
@@ -168,36 +196,25 @@ class Trainer:
         return True
 
     # ------------------------------------------------------------------ one iteration
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _batch(self) -> Batch:
         batch = next(self.stream)
-        total = self.mcfg.total_length
         frames = batch["frames"]
-        if frames.dim() != 5 or frames.shape[1] < total:
-            raise DataError(f"training sequences must be (T, C, H, W) with T >= model.total_length={total}, "
-                            f"got a batch of shape {tuple(frames.shape)}")
-        frames = to_float(frames[:, :total].to(self.device, non_blocking=True))
-        actions = batch.get("actions")
-        if self.mcfg.is_action:
-            if actions is None:
-                raise DataError(f"{self.mcfg.name} is action-conditioned but the training data has no actions")
-            actions = actions[:, :total].to(self.device, non_blocking=True).float()
-        return frames, (actions if self.mcfg.is_action else None)
+        if frames.dim() != 5:
+            raise DataError(f"training sequences must be (T, C, H, W), got a batch of shape {tuple(frames.shape)}")
+        out = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+        out["frames"] = to_float(out["frames"])
+        return out
 
-    def _mask(self) -> torch.Tensor:
-        # Drawn for the global batch on every rank, then sliced, so that sample j of the global
-        # batch gets the same row whatever the number of processes.
-        mask = curriculum_mask(self.mcfg, self.curriculum, self.iteration, self.cfg.batch_size,
-                               generator=self.mask_rng)
-        return mask[self.info.rank:: self.info.world_size].to(self.device)
-
-    def _update(self, frames: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor | None) -> tuple[torch.Tensor, float]:
+    def _update(self, batch: Batch) -> tuple[torch.Tensor, float]:
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.net(frames, mask, actions)
-        parts = all_reduce_mean(torch.stack([out.loss, out.mse, out.decouple]).detach().float(), self.info)
+            loss, metrics = self.net(batch, self.iteration)
+        self._metric_names = ["loss", *metrics]
+        parts = all_reduce_mean(torch.stack([loss, *metrics.values()]).detach().float(), self.info)
         if not bool(torch.isfinite(parts).all()):
-            self._diverged(f"loss {parts[0].item()} (mse {parts[1].item()}, decouple {parts[2].item()})")
+            shown = ", ".join(f"{k} {v}" for k, v in zip(self._metric_names[1:], parts[1:].tolist()))
+            self._diverged(f"loss {parts[0].item()}" + (f" ({shown})" if shown else ""))
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         norm = math.nan
         if self.cfg.grad_clip > 0:
             norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
@@ -214,17 +231,19 @@ class Trainer:
             "Try a lower train.lr or train.grad_clip=1.0")
 
     def step(self) -> list[float]:
-        """Run one iteration (two optimiser steps with reverse_input); returns [loss, mse, decouple]."""
+        """Run one iteration (the model's updates, e.g. two with PredRNN's reverse_input).
+
+        Returns:
+            ``[loss, *metrics]`` averaged over the updates (PredRNN: loss, mse, decouple).
+        """
         self.iteration += 1
-        frames, actions = self._batch()
-        mask = self._mask()
-        parts, norm = self._update(frames, mask, actions)
-        if self.reverse_input:
-            parts_rev, norm_rev = self._update(frames.flip(1), mask, None)
-            parts, norm = (parts + parts_rev) / 2, max(norm, norm_rev)
+        updates = self.model.training_updates(self._batch(), self.iteration)
+        results = [self._update(update) for update in updates]
+        parts = sum(p for p, _ in results) / len(results)
+        norm = max(n for _, n in results)
         self.scheduler.step()
         values = parts.tolist()
-        for key, v in zip(("loss", "mse", "decouple"), values):
+        for key, v in zip(self._metric_names, values):
             self.logger.record_mean(f"train/{key}", v)
         if self.cfg.grad_clip > 0:
             self.logger.record_mean("train/grad_norm", norm)
@@ -288,12 +307,6 @@ class Trainer:
             self.ckpts.save(self.iteration, self.state_dict())
         barrier(self.info)
 
-    def _probabilities(self) -> dict[str, float]:
-        if self.mcfg.reverse_input_rule:
-            r_eta, eta = reverse_sampling_probs(self.iteration, self.curriculum)
-            return {"train/r_eta": r_eta, "train/eta": eta}
-        return {"train/eta": scheduled_sampling_eta(self.iteration, self.curriculum)}
-
     def fit(self, resume: bool = False) -> TrainResult:
         """Train until ``cfg.iterations`` (or ``cfg.time_limit_min``), then export the model.
 
@@ -308,6 +321,8 @@ class Trainer:
         """
         if resume:
             self.resume()
+        if self.cfg.time_budget_min is not None and self.seconds_per_iteration is None:
+            self.fit_time_budget()
         cfg, start = self.cfg, time.monotonic()
         limit = None if cfg.time_limit_min is None else cfg.time_limit_min * 60
         last_eval: dict[str, float] = {}
@@ -318,18 +333,20 @@ class Trainer:
         tick, tick_itr = time.monotonic(), self.iteration
         with logging_redirect_tqdm(), bar:
             while self.iteration < cfg.iterations:
-                loss, mse, dec = self.step()
-                losses.append(loss)
+                values = self.step()
+                losses.append(values[0])
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4g}", mse=f"{mse:.4g}", dec=f"{dec:.3f}", refresh=False)
+                # Long names shortened to keep the bar on one line (decouple -> dec).
+                bar.set_postfix({k if len(k) <= 4 else k[:3]: f"{v:.4g}" for k, v in zip(self._metric_names, values)},
+                                refresh=False)
                 itr = self.iteration
                 if itr % cfg.log_interval == 0:
                     now = time.monotonic()
                     self.logger.record("time/it_per_s", (itr - tick_itr) / max(now - tick, 1e-9))
                     self.logger.record("time/elapsed_s", now - start)
                     self.logger.record("train/lr", self.scheduler.get_last_lr()[0])
-                    for k, v in self._probabilities().items():
-                        self.logger.record(k, v)
+                    for k, v in self.model.training_scalars(itr).items():
+                        self.logger.record(f"train/{k}", v)
                     tick, tick_itr = now, itr
                 if cfg.eval_interval and itr % cfg.eval_interval == 0:
                     last_eval, evaluated_at = self.validate(), itr
@@ -352,4 +369,68 @@ class Trainer:
         if self.info.is_main:
             model_path = save_model(self.model, self.run_dir / "model.safetensors", self._model_metadata())
             log.info("model written to %s (iteration %d)", model_path, self.iteration)
-        return TrainResult(self.iteration, model_path, time.monotonic() - start, last_eval, self.best, losses)
+        return TrainResult(self.iteration, model_path, time.monotonic() - start, last_eval, self.best, losses,
+                           cfg.iterations, self.seconds_per_iteration)
+
+    def fit_time_budget(self, steps: int = 3) -> int:
+        """Time the real training step and set ``iterations`` to what fits ``train.time_budget_min``.
+
+        Returns:
+            The fitted number of iterations (at least the one already done, and at least 1).
+        """
+        budget = self.cfg.time_budget_min
+        if budget is None:
+            raise MbvcError("fit_time_budget needs train.time_budget_min")
+        per_it = seconds_per_iteration(self.model, self.cfg, self.stream.dataset, steps=steps,
+                                       info=self.info, device=self.device)
+        # Every process must stop at the same iteration: they agree on the mean.
+        per_it = float(all_reduce_mean(torch.tensor([per_it], device=self.device), self.info).item())
+        iterations = max(1, self.iteration, int(budget * 60 / per_it))
+        self.seconds_per_iteration, planned = per_it, self.cfg.iterations
+        self.cfg = dataclasses.replace(self.cfg, iterations=iterations)
+        log.info("time budget %.3g min: a training iteration takes %.1f ms here (timed with amp=%s, grad_clip=%g, "
+                 "channels_last=%s, compile=%s) -> %d iterations (train.iterations=%d replaced)", budget,
+                 1000 * per_it, self.amp, self.cfg.grad_clip, self.cfg.channels_last, self.cfg.compile,
+                 iterations, planned)
+        return iterations
+
+
+def seconds_per_iteration(model: WorldModel, cfg: TrainConfig, train_set: Dataset, *, steps: int = 3,
+                          info: DistInfo = DistInfo(), device: torch.device | None = None) -> float:
+    """Median wall time of one real training iteration of ``model`` under ``cfg``.
+
+    Runs ``steps + 1`` iterations (the first is a warm-up) of a throwaway :class:`Trainer` on a
+    copy of the model, so the timing includes everything the run does per iteration: AMP,
+    gradient clipping, channels_last, ``torch.compile``, every update of an iteration (PredRNN's
+    reverse_input makes two) and the data loading. The model, the global random states and the
+    caller's run folder are left as they were.
+
+    Args:
+        model: the model to time (its weights are copied, not trained).
+        cfg: the ``train`` section of the run.
+        train_set: the training set (at least ``cfg.batch_size`` sequences).
+        steps: timed iterations.
+        info: rank and world size (under DDP every process must call this).
+        device: defaults to :func:`resolve_device` of ``cfg.device``.
+    """
+    saved = rng_states()
+    probe_cfg = dataclasses.replace(cfg, progress=False, time_budget_min=None, time_limit_min=None)
+    device = device or resolve_device(cfg.device, info)
+    try:
+        copy = build_model(model.config)
+        copy.load_state_dict(model.state_dict())
+        with tempfile.TemporaryDirectory(prefix="mbvc-timing-") as tmp:
+            probe = Trainer(copy, probe_cfg, train_set, tmp, info=info, device=device)
+            times = []
+            for i in range(steps + 1):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                begin = time.perf_counter()
+                probe.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if i:
+                    times.append(time.perf_counter() - begin)
+    finally:
+        set_rng_states(saved)
+    return float(statistics.median(times))

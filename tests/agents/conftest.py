@@ -5,15 +5,22 @@
 soft step), so that pixel MSE to a goal image grows linearly with the distance everywhere; a
 small blob would make MSE flat once the blobs stop overlapping. ``LineModel`` knows these
 dynamics exactly, so an MPC failure on it is a planner / cost / agent bug.
+
+``envs.setup_gl()`` runs first: the headless GL default before MuJoCo loads, and no TensorFlow
+behind stable-baselines3's TensorBoard import next to Mesa's software renderer (``envs/_gl.py``).
 """
 from __future__ import annotations
 
-from typing import Any
+import envs
 
-import gymnasium as gym
-import numpy as np
-import pytest
-import torch
+envs.setup_gl()
+
+from typing import Any  # noqa: E402
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from agents.models import PlanningModel, RolloutFn, as_context, check_actions
 

@@ -1,16 +1,19 @@
 """Fixtures of the envs tests: small images and short episodes keep each test to seconds.
 
-``import envs`` comes first so that MUJOCO_GL defaults to egl before MuJoCo loads and so that
-TensorBoard (imported by stable-baselines3) skips TensorFlow, which would crash Mesa's
+``envs.setup_gl()`` runs first so that MUJOCO_GL defaults to egl before MuJoCo loads and so
+that TensorBoard (imported by stable-baselines3) skips TensorFlow, which would crash Mesa's
 software renderer in this process (see ``envs/_gl.py``).
 """
 from __future__ import annotations
 
 import sys
 
-import envs  # noqa: F401  (first: see the module docstring)
-import gymnasium as gym
-import pytest
+import envs
+
+envs.setup_gl()  # first: see the module docstring
+
+import gymnasium as gym  # noqa: E402
+import pytest  # noqa: E402
 
 from envs._gl import mesa_software_gl
 

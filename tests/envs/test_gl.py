@@ -53,3 +53,21 @@ def test_broken_gl_library_at_import_says_what_to_install(monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     with pytest.raises(EnvError, match="MUJOCO_GL=osmesa.*apt-get install libosmesa6"):
         _gl.import_mujoco()
+
+
+def test_import_envs_changes_nothing_and_setup_gl_is_explicit():
+    import os
+    import subprocess
+
+    code = (
+        "import os, sys\n"
+        "import envs\n"
+        "assert 'MUJOCO_GL' not in os.environ, os.environ['MUJOCO_GL']\n"
+        "assert 'tensorboard.compat.notf' not in sys.modules\n"
+        "assert 'mujoco' not in sys.modules\n"
+        "print(envs.setup_gl())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "WAYLAND_DISPLAY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("egl" if sys.platform == "linux" else "None")

@@ -1,4 +1,4 @@
-"""Registration and the headless GL default, each in a fresh interpreter (as a user would start)."""
+"""Registration and the headless GL setting, each in a fresh interpreter (as a user would start)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_fresh(code: str) -> dict:
-    """Run ``code`` in a new interpreter without MUJOCO_GL or a display; return its JSON line."""
+def run_fresh(code: str, **extra_env: str) -> dict:
+    """Run ``code`` in a new interpreter without MUJOCO_GL (unless given) or a display; return its JSON line."""
     env = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(extra_env)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
@@ -21,7 +22,7 @@ def run_fresh(code: str) -> dict:
 
 
 def test_module_prefix_registers_and_renders_headless():
-    """``gymnasium.make("envs:mbvc/Push-v0")`` with no prior import; MUJOCO_GL defaults to egl."""
+    """``gymnasium.make("envs:mbvc/Push-v0")`` with no prior import, MUJOCO_GL exported by the user."""
     out = run_fresh(
         "import json, os, sys, gymnasium as gym\n"
         "assert 'envs' not in sys.modules\n"
@@ -29,16 +30,30 @@ def test_module_prefix_registers_and_renders_headless():
         "obs, info = env.reset(seed=0)\n"
         "print(json.dumps({'gl': os.environ.get('MUJOCO_GL'), 'shape': obs['image'].shape,\n"
         "                  'std': float(obs['image'].std()), 'render': env.render().shape,\n"
-        "                  'ids': sorted(i for i in gym.registry if i.startswith('mbvc/'))}))\n"
+        "                  'ids': sorted(i for i in gym.registry if i.startswith('mbvc/'))}))\n",
+        MUJOCO_GL="egl",
     )
     assert out["gl"] == "egl"
     assert out["shape"] == out["render"] == [16, 16, 3] and out["std"] > 1.0  # a real picture
     assert out["ids"] == ["mbvc/Push-v0", "mbvc/PushDistractors-v0", "mbvc/PushMulti-v0"]
 
 
+def test_setup_gl_is_the_explicit_headless_default():
+    """``import envs`` leaves MUJOCO_GL alone; ``envs.setup_gl()`` picks egl without a display."""
+    out = run_fresh(
+        "import json, os, gymnasium as gym, envs\n"
+        "before = os.environ.get('MUJOCO_GL')\n"
+        "envs.setup_gl()\n"
+        "obs, info = gym.make('mbvc/Push-v0', image_size=16).reset(seed=0)\n"
+        "print(json.dumps({'before': before, 'gl': os.environ.get('MUJOCO_GL'), 'std': float(obs['image'].std())}))\n"
+    )
+    assert out["before"] is None and out["gl"] == "egl" and out["std"] > 1.0
+
+
 def test_import_then_make_every_id():
     out = run_fresh(
         "import json, gymnasium as gym, envs\n"
+        "envs.setup_gl()\n"
         "res = {}\n"
         "for env_id in envs.ENV_IDS:\n"
         "    env = gym.make(env_id, image_size=8)\n"

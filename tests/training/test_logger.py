@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import struct
+import subprocess
+import sys
 
 import numpy as np
 
@@ -45,10 +48,44 @@ def test_jsonl_keeps_the_last_row_of_a_redone_step(tmp_path):
     assert read_jsonl(path) == [{"step": 1, "train/loss": 2.0}, {"step": 2, "train/loss": 1.5}]
 
 
+def _events(folder):
+    """Events of TFRecord event files, read without TensorFlow (length, crc, data, crc)."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    out = []
+    for path in sorted(folder.iterdir()):
+        data = path.read_bytes()
+        while data:
+            n = struct.unpack("<Q", data[:8])[0]
+            out.append(Event.FromString(data[12:12 + n]))
+            data = data[12 + n + 4:]
+    return out
+
+
 def test_tensorboard_writer_writes_events(tmp_path):
-    w = TensorBoardWriter(tmp_path / "tb")
-    w.write(3, {"train/loss": 0.5}, {"eval/samples": np.zeros((8, 8, 3), np.uint8)})
+    w = TensorBoardWriter(tmp_path / "tb", purge_step=2)
+    w.write(3, {"train/loss": 0.5}, {"eval/samples": np.zeros((8, 6, 3), np.uint8)})
     w.close()
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+    events = _events(tmp_path / "tb")
+    assert any(e.step == 2 and e.session_log.status == e.session_log.START for e in events)  # the purge marker
+    values = {v.tag: v for e in events if e.step == 3 for v in e.summary.value}
+    assert values["train/loss"].simple_value == 0.5
+    image = values["eval/samples"].image
+    assert (image.height, image.width) == (8, 6) and image.encoded_image_string.startswith(b"\x89PNG")
+
+
+def test_tensorboard_logging_never_imports_tensorflow(tmp_path):
+    # tensorflow-cpu is installed in the test environment: torch.utils.tensorboard would import it.
+    code = (
+        "import sys, numpy as np\n"
+        "from mbvc.training.logger import configure_logger\n"
+        f"log = configure_logger({str(tmp_path)!r}, stdout=False, tensorboard=True)\n"
+        "log.record('train/loss', 1.0); log.record_image('s', np.zeros((4, 4, 3), np.uint8)); log.dump(1); log.close()\n"
+        "bad = [m for m in ('tensorflow', 'torch.utils.tensorboard') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
 
 
