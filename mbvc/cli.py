@@ -27,7 +27,8 @@ COMMANDS: dict[str, str] = {
     "predict": "predict N future frames from a context video / frame folder / .npy; writes npy + PNG + GIF",
     "convert": "convert a reference PredRNN checkpoint (model.ckpt-N) into an mbvc model file",
     "collect": "collect episodes of an environment with a policy into a rollout folder (resumable)",
-    "plan": "run the MPC agent with a trained world model on a gymnasium env, next to random and oracle",
+    "plan": ("plan with a trained world model: MPC on seeded episodes of a gymnasium env next to random and "
+             "oracle agents (table, results.json, GIF; resumable)"),
     "demo": ("the end-to-end demo: collect pushing rollouts, train an action-conditioned PredRNN-V2, "
              "run visual MPC on held-out goals next to random and oracle agents"),
     "visualize": "plot the delta_c / delta_m memory increments of a PredRNN-V2 model (PCA or t-SNE)",
