@@ -27,6 +27,7 @@ from mbvc.training.checkpoint import CheckpointManager, rng_states, set_rng_stat
 from mbvc.training.config import EvalSettings, TrainConfig
 from mbvc.training.distributed import BatchStream, DistInfo, all_reduce_mean, barrier, broadcast_flag
 from mbvc.training.logger import Logger
+from mbvc.training.losses import motion_weighted_mse
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +194,14 @@ class Trainer:
     def _update(self, frames: torch.Tensor, mask: torch.Tensor, actions: torch.Tensor | None) -> tuple[torch.Tensor, float]:
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.net(frames, mask, actions)
-        parts = all_reduce_mean(torch.stack([out.loss, out.mse, out.decouple]).detach().float(), self.info)
+            loss = out.loss
+            if self.cfg.motion_weight > 0:
+                loss = loss + self.cfg.motion_weight * motion_weighted_mse(out.frames, frames)
+        parts = all_reduce_mean(torch.stack([loss, out.mse, out.decouple]).detach().float(), self.info)
         if not bool(torch.isfinite(parts).all()):
             self._diverged(f"loss {parts[0].item()} (mse {parts[1].item()}, decouple {parts[2].item()})")
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        loss.backward()
         norm = math.nan
         if self.cfg.grad_clip > 0:
             norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
