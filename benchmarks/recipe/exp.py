@@ -1,5 +1,5 @@
 """Recipe experiments: train a push-demo variant for N iterations on runs/exp/data, score MPC on tuning goals."""
-import argparse, json, logging, time, sys
+import argparse, dataclasses, json, logging, time, sys
 from pathlib import Path
 import numpy as np, torch
 
@@ -50,7 +50,7 @@ def main():
     t0 = time.time()
     res = evaluate_agent(mpc, env, seeds, goal_fn=demo.clear_goal_image)
     env.close()
-    eps = res.episodes if hasattr(res, "episodes") else res["episodes"]
+    eps = [dataclasses.asdict(e) for e in res.episodes]
     succ = [bool(e["success"]) for e in eps]
     out = {"name": a.name, "eval": vars(a), "success": int(sum(succ)), "goals": len(succ),
            "final_distance": float(np.mean([e["final_distance"] for e in eps])), "eval_s": time.time() - t0,
