@@ -50,6 +50,9 @@ class TrainConfig:
         warmup_iters: warm-up iterations.
         min_lr_ratio: final learning rate as a fraction of ``lr`` for decaying schedules.
         grad_clip: clip the global gradient norm to this value; 0 disables clipping.
+        motion_weight: weight of an extra loss term, the squared error weighted by how much each
+            target pixel changed since the previous frame (:func:`mbvc.training.losses.motion_weighted_mse`);
+            0 disables it. Puts the loss on the few pixels that move (a pushed block).
         reverse_input: also train on the time-reversed sequence each iteration (a second
             optimiser step, the mean of both losses reported). Skipped for action models:
             reversing frames would pair every action with the wrong transition.
@@ -86,6 +89,7 @@ class TrainConfig:
     warmup_iters: int = 0
     min_lr_ratio: float = 0.0
     grad_clip: float = 0.0
+    motion_weight: float = 0.0
     reverse_input: bool = True
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     amp: str = "auto"
@@ -111,6 +115,8 @@ class TrainConfig:
         for name in ("eval_interval", "warmup_iters", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.motion_weight < 0:
+            raise ConfigError(f"train.motion_weight must be >= 0, got {self.motion_weight}")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError(f"train needs lr > 0, weight_decay >= 0, grad_clip >= 0, got "
                               f"{self.lr=} {self.weight_decay=} {self.grad_clip=}")
