@@ -148,34 +148,11 @@ class ConvLSTM(PredRNN):
     ``decouple_beta`` is unused). Encoder/decoder layers and their names equal PredRNN's.
     """
 
-    def __init__(self, config: ModelConfig):
-        nn.Module.__init__(self)
-        self.config = cfg = config
-        hid, k, p = cfg.hidden, cfg.filter_size, cfg.patch_size
-        pch, ln = cfg.patch_channels, cfg.layer_norm
-        ph, pw = cfg.img_height // p, cfg.img_width // p
-        if cfg.is_action and cfg.conv_on_input:
-            rh, rw = ph // 4, pw // 4
-            self.conv_input1 = nn.Conv2d(pch, hid // 2, k, stride=2, padding=k // 2, bias=False)
-            self.conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=2, padding=k // 2, bias=False)
-            self.action_conv_input1 = nn.Conv2d(cfg.num_action_ch, hid // 2, k, stride=2, padding=k // 2, bias=False)
-            self.action_conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=2, padding=k // 2, bias=False)
-            self.deconv_output1 = nn.ConvTranspose2d(hid, hid // 2, k, stride=2, padding=k // 2, bias=False)
-            self.deconv_output2 = nn.ConvTranspose2d(hid // 2, pch, k, stride=2, padding=k // 2, bias=False)
-            in0, act_ch = hid, hid
-        else:
-            rh, rw = ph, pw
-            in0 = pch + cfg.num_action_ch if cfg.is_action else pch
-            act_ch = cfg.num_action_ch
-            self.conv_last = nn.Conv2d(hid, pch, 1, bias=False)
-        cells: list[nn.Module] = []
-        for layer in range(cfg.num_layers):
-            cin = in0 if layer == 0 else hid
-            if cfg.is_action:
-                cells.append(ActionConvLSTMCell(cin, hid, act_ch, rh, rw, k, ln))
-            else:
-                cells.append(ConvLSTMCell(cin, hid, rh, rw, k, ln))
-        self.cell_list = nn.ModuleList(cells)
+    def _make_cell(self, cin: int, hid: int, act_ch: int, h: int, w: int, k: int, ln: bool) -> nn.Module:
+        # PredRNN's encoder/decoder and stepping, with ConvLSTM layers (no spatiotemporal memory).
+        if self.config.is_action:
+            return ActionConvLSTMCell(cin, hid, act_ch, h, w, k, ln)
+        return ConvLSTMCell(cin, hid, h, w, k, ln)
 
 
 for _name in ("convlstm", "action_cond_convlstm"):

@@ -109,16 +109,16 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             in0 = pch + cfg.num_action_ch if cfg.is_action else pch
             act_ch = cfg.num_action_ch
             self.conv_last = nn.Conv2d(hid, pch, 1, bias=False)
-        cells: list[nn.Module] = []
-        for layer in range(cfg.num_layers):
-            cin = in0 if layer == 0 else hid
-            if cfg.is_action:
-                cells.append(ActionSpatioTemporalCell(cin, hid, act_ch, rh, rw, k, ln))
-            else:
-                cells.append(SpatioTemporalCell(cin, hid, rh, rw, k, ln))
-        self.cell_list = nn.ModuleList(cells)
+        self.cell_list = nn.ModuleList(
+            self._make_cell(in0 if layer == 0 else hid, hid, act_ch, rh, rw, k, ln) for layer in range(cfg.num_layers))
         if cfg.is_v2:
             self.adapter = nn.Conv2d(hid, hid, 1, bias=False)
+
+    def _make_cell(self, cin: int, hid: int, act_ch: int, h: int, w: int, k: int, ln: bool) -> nn.Module:
+        """One recurrent layer (a family with other cells overrides this, see ConvLSTM)."""
+        if self.config.is_action:
+            return ActionSpatioTemporalCell(cin, hid, act_ch, h, w, k, ln)
+        return SpatioTemporalCell(cin, hid, h, w, k, ln)
 
     # ------------------------------------------------------------------ one step
     def action_basis(self, size: tuple[int, int]) -> torch.Tensor | None:
