@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               "command": "python benchmarks/planners.py " + " ".join(sys.argv[1:]), "machine": machine_info()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, report)
-    atomic_write(args.out.with_suffix(".md"), markdown(report))
+    with atomic_write(args.out.with_suffix(".md"), "w") as f:
+        f.write(markdown(report))
     return report
 
 
