@@ -100,9 +100,15 @@ class ReacherPixelsEnv(ReacherEnv):
         self.state_space = self.observation_space
         self.observation_space = spaces.Dict({"image": spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
                                               "state": self.state_space})
-        # Only how they are drawn changes (Reacher's geoms have no contacts; inertia was set at compile).
+        # Only how they are drawn changes (Reacher's geoms have no contacts; inertia was set at
+        # compile): the target becomes a flat disc on the table, under the fingertip, so the
+        # fingertip stays visible when it reaches the target.
+        import mujoco
+
         target, tip = self.model.geom("target").id, self.model.geom("fingertip").id
-        self.model.geom_size[target, 0] = self.success_distance
+        self.model.geom_type[target] = mujoco.mjtGeom.mjGEOM_CYLINDER
+        self.model.geom_size[target, :2] = (self.success_distance, 0.001)
+        self.model.geom_pos[target, 2] = -0.009  # the target body sits 1 cm above the table
         self.model.geom_size[tip, 0] = 0.018
         self.model.vis.global_.fovy = 45.0
 
