@@ -61,7 +61,7 @@ class CostConfig:
     finger_calibration: bool = True
     final_weight: float = 1.0
     mask: str | None = None
-    patch_size: int = 5
+    patch_size: int = 3
     search_radius: float | None = None
     source: list[float] | None = None
     target: list[float] | None = None

@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--horizon", type=int, default=8)
     p.add_argument("--replan-every", type=int, default=2)
+    p.add_argument("--set", dest="cost_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="cost field for every cost that has it, e.g. patch_size=1 (repeatable; values as YAML)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "costs_oracle_cpu.json")
     return p.parse_args(argv)
@@ -67,9 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [1_000_000 + i for i in range(args.episodes)]
     planner = PlannerConfig(name=args.planner, population_size=args.population, num_iterations=args.iterations,
                             horizon=args.horizon, replan_every=args.replan_every, seed=0)
+    import yaml
+
+    fields = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.cost_set)}
     rows = []
     for name in [c.strip() for c in args.costs.split(",") if c.strip()]:
-        cost = build_cost(CostConfig(name=name))
+        cost = build_cost(CostConfig(name=name, **fields))
         oracle = OracleModel(env, image_size=size, render=True)
         designate = getattr(cost, "goal_for_env", None)
         try:

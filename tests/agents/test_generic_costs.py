@@ -77,11 +77,12 @@ def test_template_matching_peaks_on_the_object():
 
 
 @pytest.mark.parametrize("search_radius", [None, 3.0])
-def test_tracker_follows_the_object_through_a_sequence(search_radius):
+@pytest.mark.parametrize("method, patch, temperature", [("ncc", 5, 0.05), ("ssd", 3, 0.001), ("ssd", 1, 0.001)])
+def test_tracker_follows_the_object_through_a_sequence(search_radius, method, patch, temperature):
     path = [(5, 5), (6, 7), (8, 9), (10, 11), (12, 14), (15, 16)]
     frames = scene(path, distractor=(19, 4))
-    template = extract_patch(frames[0], path[0], 5)
-    pos = track_template(frames[None], template, path[0], search_radius=search_radius)[0]
+    template = extract_patch(frames[0], path[0], patch)
+    pos = track_template(frames[None], template, path[0], temperature, search_radius, method)[0]
     assert pos.shape == (len(path), 2)
     assert torch.allclose(pos, torch.tensor(path, dtype=torch.float32), atol=0.5)
 
@@ -124,6 +125,8 @@ def test_designated_cost_errors_name_what_is_missing():
         DesignatedObjectCost()(frames, DesignatedGoal((50, 5), (9, 9)).with_observation(frames[0, 0]))
     with pytest.raises(ConfigError, match="odd"):
         DesignatedObjectCost(patch_size=4)
+    with pytest.raises(ConfigError, match="method"):
+        DesignatedObjectCost(method="sift")
     with pytest.raises(ConfigError, match="cost.source"):
         DesignatedObjectCost().goal_for_env(object(), (SIZE, SIZE))
 
