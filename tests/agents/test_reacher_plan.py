@@ -28,3 +28,32 @@ def test_collect_train_plan_on_reacher_with_the_designated_object_cost(tmp_path)
     assert report["settings"]["cost"]["name"] == "designated_object"  # the preset's cost, from the run config
     assert all(e["steps"] == 3 for e in report["results"]["mpc"]["per_episode"])
     assert (out / "episode.gif").is_file()
+
+
+def test_the_designated_colour_follows_the_fingertip_in_real_reacher_frames():
+    """The preset's tracker (1-pixel patch, squared differences) on rendered episodes, against the true fingertip."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    import envs  # noqa: F401
+    from agents.core import image_to_tensor
+    from agents.generic_costs import extract_patch, track_template
+    from envs.reacher import data_policy
+
+    env = gym.make("mbvc/Reacher-v0", image_size=32, render_scale=2, episode_length=30)
+    errors = []
+    for seed in (1, 3):
+        policy = data_policy(env, reach_prob=0.5)
+        policy.reset(seed)
+        obs, _ = env.reset(seed=seed)
+        frames, truth = [image_to_tensor(obs["image"])], [env.unwrapped.designate((32, 32))[0]]
+        for _ in range(30):
+            obs, *_ = env.step(policy(obs))
+            frames.append(image_to_tensor(obs["image"]))
+            truth.append(env.unwrapped.designate((32, 32))[0])
+        video = torch.stack(frames)[None]
+        pos = track_template(video, extract_patch(video[0, 0], truth[0], 1), truth[0], 0.001, 4.0, "ssd")[0]
+        errors.append(np.linalg.norm(pos.numpy() - np.array(truth), axis=1))
+    env.close()
+    assert np.mean(errors) < 1.0 and np.max(errors) < 2.5
