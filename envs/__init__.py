@@ -1,7 +1,8 @@
 """mbvc's gymnasium environments: a BAIR-like tabletop pushing world, wrappers and collection.
 
 Importing this package registers ``mbvc/Push-v0``, ``mbvc/PushMulti-v0``,
-``mbvc/PushDistractors-v0`` and ``mbvc/Reacher-v0`` (gymnasium's Reacher-v5 from pixels; gymnasium 1.x has no plugin entry points), so both
+``mbvc/PushDistractors-v0`` and ``mbvc/Reacher-v0`` (gymnasium's Reacher-v5 from pixels,
+:mod:`envs.reacher`; gymnasium 1.x has no plugin entry points), so both
 ``import envs; gymnasium.make("mbvc/Push-v0")`` and ``gymnasium.make("envs:mbvc/Push-v0")`` work.
 
 Example:
