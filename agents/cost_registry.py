@@ -1,6 +1,6 @@
 """Costs by name: the ``cost`` section of a preset and ``--cost NAME`` of ``mbvc plan``.
 
-A registered name (``push``, ``designated_pixel``, ``goal_image``, ``lpips``; add one with
+A registered name (``push``, ``designated_pixel``, ``goal_image``, ``lpips``, ``designated_object``; add one with
 :func:`register_cost`) or a user's own cost as ``package.module:name``. Costs that learn
 something from the training data (``push``: the background and the finger detector) receive
 the training rollouts' folder.
@@ -44,6 +44,14 @@ class CostConfig:
             recorded pusher positions (:func:`agents.push.calibrate_finger`); off: the
             rod-as-a-bar heuristic.
         final_weight: relative weight of the last planned step (:func:`agents.costs.step_weights`).
+        mask: ``goal_image``: pixels that count (``.npy`` or an image file, h x w, 0 = ignored,
+            e.g. the agent's own body); ``None``: all of them.
+        patch_size: ``designated_object``: side (odd, pixels) of the object's appearance patch.
+        search_radius: ``designated_object``: std (pixels) of the prior keeping the track near
+            its previous position (``None``: search the whole frame each step).
+        source: ``designated_object``: the object's pixel ``[row, col]`` in the first
+            observation (model frame size); ``None``: the environment designates it per episode.
+        target: ``designated_object``: where the object should go, ``[row, col]``; ``None``: as ``source``.
         kwargs: keyword arguments of a ``module:name`` factory.
     """
 
@@ -52,6 +60,11 @@ class CostConfig:
     keep_out_weight: float = 2.0
     finger_calibration: bool = True
     final_weight: float = 1.0
+    mask: str | None = None
+    patch_size: int = 3
+    search_radius: float | None = None
+    source: list[float] | None = None
+    target: list[float] | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -61,6 +74,8 @@ class CostConfig:
         for key in ("pusher_weight", "keep_out_weight", "final_weight"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"cost.{key} must be >= 0, got {getattr(self, key)!r}")
+        if (self.source is None) != (self.target is None):
+            raise ConfigError(f"cost.source and cost.target go together, got source={self.source!r}, target={self.target!r}")
         if self.kwargs and ":" not in self.name:
             raise ConfigError(f"cost.kwargs are only for 'module:name' costs, got {self.name!r} with {sorted(self.kwargs)}")
 
@@ -99,11 +114,28 @@ def _designated_pixel(cfg: CostConfig, data_root: Path | None) -> Cost:
     return DesignatedPixelCost(BLOCK_COLOUR, final_weight=cfg.final_weight)
 
 
+def _goal_image(cfg: CostConfig, data_root: Path | None) -> Cost:
+    if cfg.mask is None:
+        return GoalImageCost(final_weight=cfg.final_weight)
+    from .generic_costs import MaskedGoalImageCost
+
+    return MaskedGoalImageCost(final_weight=cfg.final_weight, mask=cfg.mask)
+
+
+def _designated_object(cfg: CostConfig, data_root: Path | None) -> Cost:
+    from .generic_costs import DesignatedGoal, DesignatedObjectCost
+
+    designation = None if cfg.source is None else DesignatedGoal(cfg.source, cfg.target)  # type: ignore[arg-type]
+    return DesignatedObjectCost(patch_size=cfg.patch_size, search_radius=cfg.search_radius,
+                                final_weight=cfg.final_weight, designation=designation)
+
+
 #: Registered costs: ``factory(cost config, training rollouts folder or None) -> cost``.
 COSTS: dict[str, CostFactory] = {
     "push": _push,
     "designated_pixel": _designated_pixel,
-    "goal_image": lambda cfg, data_root: GoalImageCost(final_weight=cfg.final_weight),
+    "goal_image": _goal_image,
+    "designated_object": _designated_object,
     "lpips": lambda cfg, data_root: LPIPSCost(final_weight=cfg.final_weight),
 }
 

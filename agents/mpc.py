@@ -124,6 +124,9 @@ class MPCAgent:
         if goal is None and obs is not None:
             goal = obs.get("goal")
         self.goal = self._convert_goal(goal)
+        if obs is not None and "image" in obs and callable(getattr(self.goal, "with_observation", None)):
+            # A goal that depends on the first observation (a designated object's appearance).
+            self.goal = self.goal.with_observation(image_to_tensor(obs["image"], self.image_size, self.device))
         self._frames: deque[torch.Tensor] = deque(maxlen=self.context_length)
         self._actions: deque[torch.Tensor] = deque(maxlen=max(self.context_length - 1, 1))
         self._queue: deque[torch.Tensor] = deque()

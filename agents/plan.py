@@ -259,13 +259,16 @@ def run_plan(
             recorder = RecordingAgent(mpc, record=not gif_path.is_file())
             goals: list[Any] = []
 
+            designate = getattr(image_cost, "goal_for_env", None)  # a designated-object cost
+
             def goal_fn(e: Any) -> Any:
-                goals.append(clear_goal(e))
+                goals.append(designate(e, mpc.image_size) if designate else clear_goal(e))
                 return goals[-1]
 
             def draw(ep: EpisodeResult) -> None:  # the first MPC episode run here, once
-                if recorder.record and recorder.steps and goals[-1] is not None:
-                    write_episode_gif(gif_path, recorder.steps, goals[-1], gif_scale)
+                goal = goals[-1] if not hasattr(goals[-1], "picture") else mpc.goal.picture()
+                if recorder.record and recorder.steps and goal is not None:
+                    write_episode_gif(gif_path, recorder.steps, goal, gif_scale)
                 recorder.record, recorder.steps = False, []
 
             results["mpc"] = score("mpc", recorder, goal_fn, draw)

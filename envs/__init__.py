@@ -1,7 +1,8 @@
 """mbvc's gymnasium environments: a BAIR-like tabletop pushing world, wrappers and collection.
 
-Importing this package registers ``mbvc/Push-v0``, ``mbvc/PushMulti-v0`` and
-``mbvc/PushDistractors-v0`` (gymnasium 1.x has no plugin entry points), so both
+Importing this package registers ``mbvc/Push-v0``, ``mbvc/PushMulti-v0``,
+``mbvc/PushDistractors-v0`` and ``mbvc/Reacher-v0`` (gymnasium's Reacher-v5 from pixels,
+:mod:`envs.reacher`; gymnasium 1.x has no plugin entry points), so both
 ``import envs; gymnasium.make("mbvc/Push-v0")`` and ``gymnasium.make("envs:mbvc/Push-v0")`` work.
 It changes nothing else in the process: call :func:`setup_gl` (as the ``mbvc`` commands do)
 before the first render to pick a headless OpenGL backend (``MUJOCO_GL``).
@@ -10,7 +11,7 @@ Example:
     >>> import gymnasium as gym
     >>> import envs
     >>> sorted(i for i in gym.registry if i.startswith("mbvc/"))
-    ['mbvc/Push-v0', 'mbvc/PushDistractors-v0', 'mbvc/PushMulti-v0']
+    ['mbvc/Push-v0', 'mbvc/PushDistractors-v0', 'mbvc/PushMulti-v0', 'mbvc/Reacher-v0']
 """
 from __future__ import annotations
 
@@ -26,5 +27,7 @@ for _env_id, _scene in _SCENES.items():
         # No max_episode_steps: PushEnv truncates itself, so that get_state/set_state also
         # restore the step count (a TimeLimit wrapper would keep its own counter).
         register(id=_env_id, entry_point="envs.push:PushEnv", kwargs={"scene": _scene})
+if "mbvc/Reacher-v0" not in registry:  # gymnasium's Reacher-v5 from pixels (envs/reacher.py); truncates itself
+    register(id="mbvc/Reacher-v0", entry_point="envs.reacher:ReacherPixelsEnv")
 
 __all__ = ["ENV_IDS", "setup_gl"]

@@ -35,7 +35,7 @@ def test_module_prefix_registers_and_renders_headless():
     )
     assert out["gl"] == "egl"
     assert out["shape"] == out["render"] == [16, 16, 3] and out["std"] > 1.0  # a real picture
-    assert out["ids"] == ["mbvc/Push-v0", "mbvc/PushDistractors-v0", "mbvc/PushMulti-v0"]
+    assert out["ids"] == ["mbvc/Push-v0", "mbvc/PushDistractors-v0", "mbvc/PushMulti-v0", "mbvc/Reacher-v0"]
 
 
 def test_setup_gl_is_the_explicit_headless_default():

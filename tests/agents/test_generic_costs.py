@@ -1,0 +1,156 @@
+"""Costs that need no environment knowledge, on hand-made frames with known answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agents.cost_registry import CostConfig, build_cost
+from agents.generic_costs import (
+    DesignatedGoal,
+    DesignatedObjectCost,
+    MaskedGoalImageCost,
+    extract_patch,
+    load_mask,
+    match_template,
+    track_template,
+)
+from mbvc.errors import ConfigError
+
+SIZE = 24
+
+
+def scene(positions: list[tuple[int, int]], size: int = SIZE, distractor: tuple[int, int] | None = None) -> torch.Tensor:
+    """Frames ``T x 3 x size x size``: grey background, a 3x3 object with a bright centre at each position."""
+    frames = torch.full((len(positions), 3, size, size), 0.4)
+    for t, (r, c) in enumerate(positions):
+        frames[t, :, r - 1 : r + 2, c - 1 : c + 2] = torch.tensor([0.9, 0.2, 0.1])[:, None, None]
+        frames[t, :, r, c] = 1.0
+        if distractor is not None:
+            dr, dc = distractor
+            frames[t, :, dr - 1 : dr + 2, dc - 1 : dc + 2] = torch.tensor([0.1, 0.3, 0.9])[:, None, None]
+    return frames
+
+
+def test_goal_image_equal_to_prediction_costs_zero_and_masked_pixels_are_ignored():
+    goal = torch.rand(3, 8, 8)
+    frames = goal.expand(2, 4, 3, 8, 8).clone()
+    assert torch.allclose(MaskedGoalImageCost(final_weight=5.0)(frames, goal), torch.zeros(2))
+    frames[1, :, :, :, :4] = 0.0  # candidate 1 differs on the left half only
+    mask = torch.ones(8, 8)
+    mask[:, :4] = 0.0  # ... which the user masks out (e.g. the agent's body)
+    costs_all = MaskedGoalImageCost()(frames, goal)
+    costs_masked = MaskedGoalImageCost(mask=mask)(frames, goal)
+    assert costs_all[1] > 0 and torch.allclose(costs_masked, torch.zeros(2))
+
+
+def test_goal_image_final_weight_favours_reaching_the_goal_at_the_end():
+    goal = torch.ones(1, 4, 4)
+    early = torch.zeros(1, 3, 1, 4, 4)
+    early[:, :2] = 1.0  # at the goal for two steps, then away
+    late = torch.zeros(1, 3, 1, 4, 4)
+    late[:, 2] = 1.0  # at the goal at the last step only
+    frames = torch.cat([early, late])
+    flat, final = MaskedGoalImageCost(final_weight=1.0)(frames, goal), MaskedGoalImageCost(final_weight=10.0)(frames, goal)
+    assert flat[0] < flat[1] and final[1] < final[0]
+
+
+def test_masks_load_from_npy_and_png_and_bad_masks_are_one_line_errors(tmp_path):
+    from PIL import Image
+
+    np.save(tmp_path / "m.npy", np.ones((4, 4), dtype=np.float32))
+    Image.fromarray(np.full((4, 4), 255, dtype=np.uint8)).save(tmp_path / "m.png")
+    assert load_mask(tmp_path / "m.npy").sum() == 16 and load_mask(tmp_path / "m.png").sum() == 16
+    with pytest.raises(ConfigError, match="no such file"):
+        load_mask(tmp_path / "missing.png")
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        load_mask(np.full((4, 4), 2.0))
+    with pytest.raises(ConfigError, match="every pixel"):
+        MaskedGoalImageCost(mask=np.zeros((4, 4)))
+
+
+def test_template_matching_peaks_on_the_object():
+    frames = scene([(6, 7)])
+    scores = match_template(frames, extract_patch(frames[0], (6, 7), 5))
+    assert divmod(int(scores[0].argmax()), SIZE) == (6, 7)
+    assert float(scores.max()) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("search_radius", [None, 3.0])
+@pytest.mark.parametrize("method, patch, temperature", [("ncc", 5, 0.05), ("ssd", 3, 0.001), ("ssd", 1, 0.001)])
+def test_tracker_follows_the_object_through_a_sequence(search_radius, method, patch, temperature):
+    path = [(5, 5), (6, 7), (8, 9), (10, 11), (12, 14), (15, 16)]
+    frames = scene(path, distractor=(19, 4))
+    template = extract_patch(frames[0], path[0], patch)
+    pos = track_template(frames[None], template, path[0], temperature, search_radius, method)[0]
+    assert pos.shape == (len(path), 2)
+    assert torch.allclose(pos, torch.tensor(path, dtype=torch.float32), atol=0.5)
+
+
+def test_search_radius_keeps_the_track_on_the_designated_object_among_lookalikes():
+    # Two identical objects; the designated one is at (5, 5), its twin at (18, 18).
+    frames = scene([(5, 5), (6, 6), (7, 7)])
+    frames[:, :, 17:20, 17:20] = frames[0, :, 4:7, 4:7]
+    template = extract_patch(frames[0], (5, 5), 5)
+    pos = track_template(frames[None], template, (5, 5), search_radius=3.0)[0]
+    assert torch.allclose(pos, torch.tensor([(5.0, 5.0), (6.0, 6.0), (7.0, 7.0)]), atol=0.5)
+
+
+def test_designated_cost_decreases_as_the_object_moves_toward_its_target():
+    first = scene([(5, 5)])[0]
+    goal = DesignatedGoal(source=(5, 5), target=(16, 16)).with_observation(first)
+    toward = scene([(8, 8), (11, 11), (14, 14)])
+    stay = scene([(5, 5), (5, 5), (5, 5)])
+    away = scene([(4, 3), (3, 2), (2, 2)])
+    costs = DesignatedObjectCost(final_weight=3.0)(torch.stack([toward, stay, away]), goal)
+    assert costs[0] < costs[1] < costs[2]
+    at_target = DesignatedObjectCost()(scene([(16, 16)])[None], goal)
+    assert float(at_target) < 0.5
+
+
+def test_designated_cost_is_batched_on_the_frames_device_and_shaped_n():
+    first = scene([(5, 5)])[0]
+    goal = DesignatedGoal((5, 5), (10, 10)).with_observation(first)
+    frames = scene([(5, 5)] * 4).expand(7, 4, 3, SIZE, SIZE).to(torch.float64)
+    assert DesignatedObjectCost()(frames, goal).shape == (7,)
+
+
+def test_designated_cost_errors_name_what_is_missing():
+    frames = scene([(5, 5)])[None]
+    with pytest.raises(ConfigError, match="first observation"):
+        DesignatedObjectCost()(frames, DesignatedGoal((5, 5), (9, 9)))
+    with pytest.raises(ConfigError, match="DesignatedGoal"):
+        DesignatedObjectCost()(frames, torch.zeros(3, SIZE, SIZE))
+    with pytest.raises(ConfigError, match="outside"):
+        DesignatedObjectCost()(frames, DesignatedGoal((50, 5), (9, 9)).with_observation(frames[0, 0]))
+    with pytest.raises(ConfigError, match="odd"):
+        DesignatedObjectCost(patch_size=4)
+    with pytest.raises(ConfigError, match="method"):
+        DesignatedObjectCost(method="sift")
+    with pytest.raises(ConfigError, match="cost.source"):
+        DesignatedObjectCost().goal_for_env(object(), (SIZE, SIZE))
+
+
+def test_registry_builds_the_generic_costs(tmp_path):
+    np.save(tmp_path / "mask.npy", np.ones((4, 4), dtype=np.float32))
+    masked = build_cost(CostConfig(name="goal_image", mask=str(tmp_path / "mask.npy")))
+    assert isinstance(masked, MaskedGoalImageCost)
+    cost = build_cost(CostConfig(name="designated_object", source=[3, 4], target=[10, 12], patch_size=7))
+    assert isinstance(cost, DesignatedObjectCost) and cost.patch_size == 7
+    assert cost.goal_for_env(object(), (SIZE, SIZE)) == DesignatedGoal((3, 4), (10, 12))
+    with pytest.raises(ConfigError, match="go together"):
+        CostConfig(name="designated_object", source=[1, 2])
+
+
+def test_mpc_agent_binds_a_designation_to_the_first_observation():
+    from gymnasium import spaces
+
+    from agents.models import CopyLastFrameModel
+    from agents.mpc import MPCAgent
+
+    agent = MPCAgent(CopyLastFrameModel(), DesignatedObjectCost(), "cem", horizon=2,
+                     action_space=spaces.Box(-1, 1, (2,)))
+    image = (scene([(5, 5)])[0].movedim(0, -1).numpy() * 255).astype(np.uint8)
+    agent.reset({"image": image}, goal=DesignatedGoal((5, 5), (9, 9)))
+    assert agent.goal.image is not None and agent.goal.image.shape == (3, SIZE, SIZE)
+    assert agent.act({"image": image}).shape == (2,)
