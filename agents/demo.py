@@ -13,6 +13,7 @@ next run when their record (``OUT/<stage>.json``) holds the same settings:
 4. **report**: ``OUT/report.json`` (settings, iterations, time per stage, results, machine).
 
 Example:
+    >>> import envs; envs.setup_gl()  # once per process, before the first render (headless MUJOCO_GL)
     >>> from agents.demo import demo_settings, run_demo
     >>> report = run_demo(demo_settings(tiny=True), "runs/demo-tiny")  # doctest: +SKIP
 """

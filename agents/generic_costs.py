@@ -317,7 +317,7 @@ class DesignatedObjectCost:
         self.method = method
         self.final_weight = final_weight
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        self._template_key: int | None = None
+        self._template_key: torch.Tensor | None = None
         self._template: torch.Tensor | None = None
 
     def goal_for_env(self, env: Any, image_size: tuple[int, int]) -> DesignatedGoal:
@@ -343,9 +343,9 @@ class DesignatedObjectCost:
         if goal.image is None:
             raise ConfigError("the designated-object cost needs the goal bound to the first observation "
                               "(DesignatedGoal.with_observation; MPCAgent.reset does it)")
-        if self._template_key != id(goal.image):
+        if self._template_key is not goal.image:  # identity, not id(): a freed image's id can come back
             self._template = extract_patch(goal.image, goal.source, self.patch_size)
-            self._template_key = id(goal.image)
+            self._template_key = goal.image
         return self._template  # type: ignore[return-value]
 
     def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:

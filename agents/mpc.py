@@ -192,10 +192,14 @@ class MPCAgent:
 
         def objective(actions: torch.Tensor) -> torch.Tensor:
             frames = rollout_fn(actions)
-            # NaN frames give NaN costs, which CEM would rank arbitrarily and still return a plan.
-            if isinstance(frames, torch.Tensor):
-                check_finite(frames, "MPCAgent: the world model's predicted frames", "predictions")
-            return cost(frames, goal)
+            costs = cost(frames, goal)
+            # NaN predictions give NaN costs, which the planner would rank as worst and still
+            # return a plan. Checking the N costs is cheap; the frames are searched only then.
+            if not bool(torch.isfinite(torch.as_tensor(costs)).all()):
+                if isinstance(frames, torch.Tensor):
+                    check_finite(frames, "MPCAgent: the world model's predicted frames", "predictions")
+                check_finite(torch.as_tensor(costs), f"MPCAgent: the cost {type(cost).__name__}", "costs")
+            return costs
 
         plan = self.trajectory.optimize(objective, executed=self._executed)
         self._executed = 0

@@ -11,6 +11,7 @@ copy of the simulator, on the true state). It writes into one folder:
 * ``episode.gif``: the first MPC episode (observation | goal | imagined frames).
 
 Example:
+    >>> import envs; envs.setup_gl()  # once per process, before the first render (headless MUJOCO_GL)
     >>> from agents.plan import run_plan
     >>> run_plan("runs/demo/model", "mbvc/Push-v0", "runs/plan", seeds=range(10),
     ...          data_root="runs/demo/data/train")  # doctest: +SKIP

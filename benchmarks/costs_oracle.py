@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     torch.set_num_threads(args.threads)
-    import envs  # noqa: F401  headless GL default before mujoco, env ids
+    import envs  # env ids
+
+    envs.setup_gl()  # headless GL default before mujoco loads
     from agents import MPCAgent, OracleModel, evaluate_agent
     from agents.cost_registry import CostConfig, build_cost
     from agents.plan import clear_goal, make_env

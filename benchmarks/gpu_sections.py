@@ -96,7 +96,7 @@ class Section:
 
     def sync(self) -> None:
         if self.cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
 
 
 def model_config(preset: str, tiny: bool) -> Any:
@@ -382,7 +382,7 @@ def section_eval(sec: Section) -> None:
     metric, weights = lpips_module(sec.device)
     sec.set(lpips_weights=weights)
     sequences, batch, repeats = (1, 1, 1) if sec.tiny else (64, 16, 2)
-    sync = torch.cuda.synchronize if sec.cuda else (lambda: None)
+    sync = (lambda: torch.cuda.synchronize(sec.device)) if sec.cuda else (lambda: None)
     for case in et.CASES:
         if sec.left() < 5:
             sec.emit({"case": case, "skipped": "section time cap reached"})

@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run every planner at every budget; return the report (also written to ``args.out``)."""
-    import envs  # noqa: F401  headless GL default before mujoco, env ids
+    import envs  # env ids
+
+    envs.setup_gl()  # headless GL default before mujoco loads
     from agents import MPCAgent, OracleModel, OracleStateCost, evaluate_agent
     from agents.demo import demo_settings
     from agents.plan import ORACLE_PUSHER_WEIGHT, make_env

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     episodes = parser.add_mutually_exclusive_group()
     episodes.add_argument("--episodes", type=int, default=10, help="episodes per agent, seeds 0.. (default %(default)s)")
     episodes.add_argument("--seeds", help="episode seeds: comma-separated, or ranges such as 1000000-1000009")
-    parser.add_argument("--seed", type=int, default=0, help="planner seed (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=None, help="planner seed (default: the config's plan.seed)")
     parser.add_argument("--agents", default="mpc,random,oracle", help="subset of mpc, random, oracle")
     parser.add_argument("--data", type=Path, help="training rollouts for costs that learn from them (push); "
                         "default: <data.root>/train of the model's run config")

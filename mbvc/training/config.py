@@ -51,7 +51,7 @@ class TrainConfig:
         min_lr_ratio: final learning rate as a fraction of ``lr`` for decaying schedules.
         grad_clip: clip the global gradient norm to this value; 0 disables clipping.
         motion_weight: weight of an extra loss term, the squared error weighted by how much each
-            target pixel changed since the previous frame (:func:`mbvc.training.losses.motion_weighted_mse`);
+            target pixel changed since the previous frame (:func:`mbvc.models.losses.motion_weighted_mse`);
             0 disables it. Puts the loss on the few pixels that move (a pushed block).
         reverse_input: also train on the time-reversed sequence each iteration (a second
             optimiser step, the mean of both losses reported). Skipped for action models:

@@ -431,6 +431,9 @@ def seconds_per_iteration(model: WorldModel, cfg: TrainConfig, train_set: Datase
                     torch.cuda.synchronize(device)
                 if i:
                     times.append(time.perf_counter() - begin)
+            del probe, copy  # the run's own model is about to train on this device
     finally:
         set_rng_states(saved)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     return float(statistics.median(times))
