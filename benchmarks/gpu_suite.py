@@ -130,7 +130,9 @@ def run_suite(args: argparse.Namespace, argv: list[str]) -> int:
     save_results(out_dir, results)
     for name in args.sections:
         left = args.budget_s - (time.monotonic() - start)
-        cap = left if CAPS[name] is None else min(CAPS[name] * (0.25 if args.tiny else 1.0), left)
+        # The tiny dry run keeps the full caps: they only guard against a hang, and a loaded CI
+        # machine must not turn a slow start-up into a timed-out section.
+        cap = left if CAPS[name] is None else min(CAPS[name], left)
         if name == "train_fast" and not args.device.startswith("cuda"):
             update_section(out_dir, name, status="skipped", note="CUDA graphs and torch.compile are measured on CUDA only")
             continue
@@ -173,7 +175,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--device", default="cuda", help="torch device (cuda, cuda:N; cpu for the dry run)")
     p.add_argument("--tiny", action="store_true", help="tiny models and counts: a dry run in seconds")
     p.add_argument("--budget-s", type=float, default=None,
-                   help="seconds for all sections together (default 420; 60 with --tiny)")
+                   help="seconds for all sections together (default 420; 300 with --tiny)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--curve-s", type=float, default=None,
                    help="training seconds of the curve at most (default: what is left; 1 with --tiny)")
@@ -187,7 +189,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--sections takes a comma-separated subset of {','.join(SECTIONS)}, got {args.sections!r}")
     args.sections = [s for s in SECTIONS if s in names]
     if args.budget_s is None:
-        args.budget_s = 60.0 if args.tiny else 420.0
+        args.budget_s = 300.0 if args.tiny else 420.0
     if args.curve_s is None and args.tiny:
         args.curve_s = 1.0
     if args.out_dir is None:

@@ -85,11 +85,14 @@ def test_eval_and_curve_rows(dry_run: Path) -> None:
 
 def test_a_section_over_its_cap_is_killed_and_recorded_and_the_others_kept(dry_run: Path, tmp_path: Path) -> None:
     shutil.copytree(dry_run, tmp_path, dirs_exist_ok=True)  # a rerun into the first run's folder
-    # 2.5 s cannot fit the train section's start-up: the child is killed at its cap.
+    # 2.5 s cannot fit the train section (16 timed configurations): the child is killed at its cap.
     proc = _run("--device", "cpu", "--tiny", "--sections", "train", "--budget-s", "2.5", "--out-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "gpu_suite.json").read_text())
-    assert results["sections"]["train"]["status"] == "timed_out" and "rows" not in results["sections"]["train"]
+    train = results["sections"]["train"]
+    # Killed at its cap: depending on the machine's speed, before its first row or after a few.
+    measured = [r for r in train.get("rows", []) if "it_s" in r]
+    assert train["status"] == "timed_out" and len(measured) < 4 * len(FULL_PRESETS)
     assert results["sections"]["planning"]["status"] == "ok" and results["sections"]["planning"]["rows"]
     assert [r["sections"] for r in results["runs"]] == [["train", "train_fast", "planning", "eval", "curve"], ["train"]]
     md = (tmp_path / "gpu_suite.md").read_text()
