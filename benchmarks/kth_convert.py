@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import machine_info  # noqa: E402
 from mbvc.data.kth import _parse, convert_kth, find_videos  # noqa: E402
-from mbvc.data.kth_decode import _runs, default_workers, read_video  # noqa: E402
+from mbvc.data.kth_decode import _runs, _taps, default_workers, read_video  # noqa: E402
 from mbvc.data.store import SequenceWriter  # noqa: E402
 from mbvc.io import atomic_write, write_json  # noqa: E402
 
@@ -59,16 +59,11 @@ def make_videos(root: Path, videos: int, frames: int, seed: int = 0) -> int:
 
 
 def _dense_weights(n_in: int, n_out: int) -> np.ndarray:
-    """The previous implementation's dense interpolation matrix (pixel-centre bilinear)."""
-    src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
-    lo = np.floor(src).astype(np.int64)
-    frac = src - lo
-    frac[lo < 0], lo[lo < 0] = 0.0, 0
-    over = lo >= n_in - 1
-    frac[over], lo[over] = 0.0, n_in - 1
+    """The previous implementation's dense interpolation matrix (pixel-centre bilinear), from the same taps."""
+    lo, hi, frac = _taps(n_in, n_out)
     w = np.zeros((n_out, n_in))
-    w[np.arange(n_out), lo] += 1 - frac
-    w[np.arange(n_out), np.minimum(lo + 1, n_in - 1)] += frac
+    np.add.at(w, (np.arange(n_out), lo), 1 - frac)
+    np.add.at(w, (np.arange(n_out), hi), frac)
     return w
 
 

@@ -24,6 +24,18 @@ def tiny_config(*overrides: str, preset: str = "mnist-predrnn-v2-small") -> RunC
     return load_run_config(preset, [*TINY, *overrides])
 
 
+def cli_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    """Run ``mbvc ARGV`` in-process; assert exit 2 and one ``mbvc ...`` line, no traceback; return it."""
+    from mbvc.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("mbvc ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 def tiny_cli_args(*overrides: str) -> list[str]:
     """``--set`` arguments of the tiny config for ``mbvc train``."""
     out: list[str] = []

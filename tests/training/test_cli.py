@@ -11,7 +11,7 @@ from PIL import Image
 from mbvc.cli import main
 from mbvc.models import build_model, save_model
 
-from .conftest import tiny_cli_args, tiny_config
+from .conftest import cli_error as _error, tiny_cli_args, tiny_config
 
 PRESET = "mnist-predrnn-v2-small"
 
@@ -24,15 +24,6 @@ def run_dir(tmp_path_factory):
     args = tiny_cli_args("train.iterations=3", "train.eval_interval=3", "train.checkpoint_interval=3")
     assert main(["train", PRESET, "--run-dir", str(run), *args]) == 0
     return run
-
-
-def _error(capsys, argv: list[str]) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("mbvc ")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_train_writes_a_complete_run(run_dir):

@@ -12,16 +12,7 @@ from mbvc.errors import ConfigError
 from mbvc.training.lock import RunLock, fresh_run_dir, remove_stale_model_temps, restore_threads
 from mbvc.training.setup import prepare_run_dir
 
-from .conftest import tiny_cli_args, tiny_config
-
-
-def _error(capsys, argv: list[str]) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("mbvc ")]
-    assert len(lines) == 1, err
-    return lines[0]
+from .conftest import cli_error as _error, tiny_cli_args, tiny_config
 
 
 def test_a_second_process_is_refused_with_the_holders_pid(tmp_path):
