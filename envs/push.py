@@ -295,6 +295,32 @@ class PushEnv(gym.Env):
         mujoco.mj_forward(self.model, self._scratch)
         return self._render(self._scratch)
 
+    def pixel_of(self, xyz: np.ndarray, size: tuple[int, int]) -> tuple[float, float]:
+        """``(row, col)`` of a world point in a ``size`` frame of the observation camera.
+
+        MuJoCo's pinhole model: the camera looks along its frame's -z with +y up, ``fovy`` is the
+        vertical field of view and pixels are square, so one focal length serves both axes.
+        """
+        cam = self.model.camera(self._camera)
+        data = self.data
+        rel = np.asarray(xyz, np.float64) - data.cam_xpos[cam.id]
+        x, y, z = data.cam_xmat[cam.id].reshape(3, 3).T @ rel
+        if z >= 0:
+            raise EnvError(f"the point {list(np.round(xyz, 3))} is behind the {self._camera!r} camera")
+        h, w = size
+        focal = (h / 2) / np.tan(np.radians(float(cam.fovy[0])) / 2)
+        return float(h / 2 - focal * y / -z - 0.5), float(w / 2 + focal * x / -z - 0.5)
+
+    def designate(self, size: tuple[int, int]) -> tuple[tuple[float, float], tuple[float, float]]:
+        """The target object's pixel and its goal's pixel in a ``size`` frame (what a user would click).
+
+        Both points are at the height of the object's centre, so that the object standing on its
+        goal is drawn where the goal pixel is (no parallax from the tilted camera).
+        """
+        adr = self._obj_qpos[self._target]
+        centre = self.data.qpos[adr: adr + 3].copy()
+        return self.pixel_of(centre, size), self.pixel_of(np.array([*self._goal, centre[2]]), size)
+
     # ------------------------------------------------------------------ internals
     def _pick_target(self, target: str | int | None) -> int:
         allowed = {self.scene.names[i]: i for i in self.scene.targets}

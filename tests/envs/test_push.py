@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import mujoco
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -185,3 +186,26 @@ def test_non_finite_actions_are_refused_not_clipped(make_push, bad):
         env.step(np.array([0.5, bad]))
     with pytest.raises(EnvError, match=r"shape \(2,\), got \(3,\)"):
         env.step(np.zeros(3))
+
+
+def _red_centroid(image: np.ndarray) -> tuple[float, float]:
+    img = image.astype(float) / 255
+    rows, cols = np.nonzero((img[..., 0] - img[..., 1] > 0.3) & (img[..., 0] - img[..., 2] > 0.3))
+    return rows.mean(), cols.mean()
+
+
+@pytest.mark.parametrize("camera", ["bair", "top", "side"])
+def test_designated_pixels_are_where_the_block_is_and_would_be_at_its_goal(camera):
+    env = gym.make("mbvc/Push-v0", image_size=64, camera=camera)
+    obs, _ = env.reset(seed=3)
+    push = env.unwrapped
+    source, target = push.designate((64, 64))
+    assert np.allclose(_red_centroid(obs["image"]), source, atol=1.0)
+    # The block standing on its goal is drawn at the target pixel (same height: no parallax).
+    adr = push._obj_qpos[push._target]
+    push.data.qpos[adr: adr + 2] = push.goal
+    mujoco.mj_forward(push.model, push.data)
+    push._image = None  # the frame cache
+    assert np.allclose(_red_centroid(push.observe()["image"]), target, atol=1.0)
+    assert not np.allclose(source, target, atol=3.0)
+    env.close()
