@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="preset override (repeatable), e.g. train.batch_size=4")
     p.add_argument("--budget-min", type=float, default=20.0, help="training wall-clock budget, minutes")
+    p.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help="train exactly N iterations instead of a time budget (reproducible): the preset's own "
+                        "learning-rate schedule over N, its curriculum and warm-up scaled to N")
     p.add_argument("--evals", type=int, default=8, help="evaluations spread evenly over the budget (plus one at 0)")
     p.add_argument("--eval-every", type=int, default=None, metavar="N",
                    help="evaluate every N iterations instead of --evals points spread over the budget")
@@ -65,7 +68,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-dir", type=Path, help="where the model goes (default runs/train-budget-<time>)")
     p.add_argument("--out", type=Path, default=RESULTS / "train_budget_cpu",
                    help="output stem: <out>.json, <out>.md, <out>.png")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.iterations is not None and args.iterations < 1:
+        p.error(f"--iterations must be >= 1, got {args.iterations}")
+    return args
+
+
+def scaled_overrides(cfg: Any, iterations: int) -> list[str]:
+    """``train.*`` overrides that run ``iterations`` with the preset's curriculum and warm-up
+    compressed (or stretched) in the preset's own proportions."""
+    factor, cur = iterations / cfg.train.iterations, cfg.train.curriculum
+    scale = lambda v: max(1, round(v * factor))  # noqa: E731
+    return [f"train.iterations={iterations}", f"train.warmup_iters={scale(cfg.train.warmup_iters)}",
+            f"train.curriculum.r_sampling_step_1={scale(cur.r_sampling_step_1)}",
+            f"train.curriculum.r_sampling_step_2={max(scale(cur.r_sampling_step_2), scale(cur.r_sampling_step_1) + 1)}",
+            f"train.curriculum.r_exp_alpha={scale(cur.r_exp_alpha)}"]
 
 
 def budget_machine(threads: int) -> dict[str, Any]:
@@ -127,9 +144,10 @@ def markdown(report: dict[str, Any]) -> str:
     """The report as Markdown tables."""
     b, m, fin = report["baselines"], report["machine"], report["final"]
     lp = report["lpips"]
+    what = (f"{report['iterations']} iterations" if report.get("iterations")
+            else f"a {report['budget_min']:g}-minute budget")
     lines = [
-        f"# Training for a {report['budget_min']:g}-minute {report.get('device_label', 'CPU')} budget: "
-        f"{report['preset']}",
+        f"# Training for {what} on {report.get('device_label', 'CPU')}: {report['preset']}",
         "",
         f"Command: `{report['command']}`",
         "",
@@ -198,10 +216,13 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
     from mbvc.training.setup import build_trainer, prepare_run_dir
 
     machine = budget_machine(args.threads)
-    overrides = [*args.overrides, f"train.device={args.device}", "train.progress=false",
-                 # the clock stops the run, not an iteration count (the LR schedule follows the clock too)
-                 "train.tensorboard=false", "train.iterations=100000000",
-                 "train.checkpoint_interval=100000000"]
+    fixed = args.iterations is not None
+    if fixed:  # an iteration count stops the run; the preset's schedule and curriculum scaled to it
+        schedule = scaled_overrides(load_run_config(args.preset, args.overrides), args.iterations)
+    else:  # the clock stops the run, not an iteration count (the LR schedule follows the clock too)
+        schedule = ["train.iterations=100000000"]
+    overrides = [*schedule, *args.overrides, f"train.device={args.device}", "train.progress=false",
+                 "train.tensorboard=false", "train.checkpoint_interval=100000000"]
     cfg = load_run_config(args.preset, overrides)
     run_dir = args.run_dir or Path("runs") / f"train-budget-{time.strftime('%Y%m%d-%H%M%S')}"
     prepare_run_dir(run_dir, cfg, resume=False)
@@ -219,9 +240,11 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
 
     budget_s = args.budget_min * 60
     clock = {"train_s": 0.0}
-    if args.schedule == "time-cosine":
+    if args.schedule == "time-cosine" and not fixed:
         trainer.scheduler.lr_lambdas = [time_cosine(cfg.train, budget_s, clock)]
-    marks = [] if args.eval_every else [budget_s * (i + 1) / args.evals for i in range(args.evals)]
+    # evaluation points: training seconds (a budget) or iterations (a fixed count)
+    total = args.iterations if fixed else budget_s
+    marks = [] if args.eval_every else [total * (i + 1) / args.evals for i in range(args.evals)]
     curve: list[dict[str, Any]] = []
     baselines: dict[str, Any] = {}
     eval_s, losses, start = 0.0, [], time.monotonic()
@@ -250,15 +273,16 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
               f"mean-frame MSE {baselines['mean_frame']['mse']:.2f} | load {point['load_average']:.2f}", flush=True)
 
     checkpoint()
-    while clock["train_s"] < budget_s:
+    progress = (lambda: trainer.iteration) if fixed else (lambda: clock["train_s"])
+    while trainer.iteration < args.iterations if fixed else clock["train_s"] < budget_s:
         t0 = time.monotonic()
         loss, _, _ = trainer.step()
         clock["train_s"] += time.monotonic() - t0
         losses.append(loss)
         if args.eval_every and trainer.iteration % args.eval_every == 0:
             checkpoint()
-        elif marks and clock["train_s"] >= marks[0]:
-            while marks and clock["train_s"] >= marks[0]:
+        elif marks and progress() >= marks[0]:
+            while marks and progress() >= marks[0]:
                 marks.pop(0)
             checkpoint()
     if curve[-1]["iteration"] != trainer.iteration:
@@ -274,9 +298,10 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
     report = {
         "benchmark": "train_budget",
         "command": "python benchmarks/train_budget.py " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "preset": args.preset, "overrides": args.overrides, "budget_min": args.budget_min,
+        "preset": args.preset, "overrides": args.overrides, "budget_min": None if fixed else args.budget_min,
+        "iterations": args.iterations,
         "device_label": "CPU" if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "schedule": args.schedule, "eval_every": args.eval_every,
+        "schedule": "preset" if fixed else args.schedule, "eval_every": args.eval_every,
         "model_summary": (f"{mcfg.name} hidden {list(mcfg.num_hidden)}, filter {mcfg.filter_size}, patch "
                           f"{mcfg.patch_size}, {mcfg.img_width}x{mcfg.img_height}, trained {mcfg.input_length} -> "
                           f"{mcfg.total_length}, batch {cfg.train.batch_size}, lr {cfg.train.lr}"),
