@@ -29,11 +29,13 @@ iterations after one warm-up; plan: of ``--repeats`` calls after one warm-up).
 
 Presets run in increasing FLOPs per iteration, and the results are written after each one, so
 an interrupted run keeps what it measured (``complete`` says whether every preset was done).
-The full presets take about a minute (Moving MNIST) to two minutes (KTH) per iteration on two
-cores; all presets at the defaults take roughly half an hour on an idle 2-core machine.
+The full presets take about a minute (Moving MNIST) to two and a half minutes (KTH) per
+iteration on one core; all presets at the defaults took 28 minutes with ``--threads 1``. On a
+shared machine use one thread: with two, OpenMP waits at every parallel region for a thread
+another job has descheduled, and a small model's step runs several times slower.
 
 Usage:
-    python benchmarks/utilization.py --threads 2                 # every preset, as shipped
+    python benchmarks/utilization.py --threads 1                 # every preset, as shipped
     python benchmarks/utilization.py --presets push-demo,mnist-predrnn-v2-small --threads 2
     python benchmarks/utilization.py --quick --out /tmp/util.json  # seconds: tiny models (a check)
 
