@@ -61,6 +61,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.machine import machine_info  # noqa: E402
+from mbvc.config import RunConfig  # noqa: E402
 from mbvc.errors import ConfigError, MbvcError, did_you_mean  # noqa: E402
 from mbvc.io import atomic_write, write_json  # noqa: E402
 
@@ -150,8 +151,8 @@ class RandomSequences(torch.utils.data.Dataset):
         return item
 
 
-def train_flops(run: Any) -> int:
-    """FLOPs of one training iteration of ``run`` (a :class:`mbvc.config.RunConfig`).
+def train_flops(run: RunConfig) -> int:
+    """FLOPs of one training iteration of the run configuration ``run``.
 
     Counts what the trainer's step computes: ``training_updates`` of a batch of
     ``train.batch_size``, then ``training_loss`` and ``backward`` of each update, on "meta"
@@ -176,7 +177,7 @@ def train_flops(run: Any) -> int:
     return int(counter.get_total_flops())
 
 
-def train_seconds(run: Any, steps: int) -> float:
+def train_seconds(run: RunConfig, steps: int) -> float:
     """Median seconds of one training iteration of ``run`` on the CPU (:func:`seconds_per_iteration`)."""
     from mbvc.models import build_model
     from mbvc.training import seconds_per_iteration
@@ -189,7 +190,7 @@ def train_seconds(run: Any, steps: int) -> float:
 
 
 # ---------------------------------------------------------------------------------- plan
-def plan_cost(run: Any) -> tuple[Any, Any, str]:
+def plan_cost(run: RunConfig) -> tuple[Any, Any, str]:
     """``(cost, goal, description)`` of a plan: the preset's cost if it needs no data, else goal-image MSE."""
     from agents.cost_registry import CostConfig, build_cost
     from agents.generic_costs import DesignatedGoal
@@ -210,7 +211,7 @@ def plan_cost(run: Any) -> tuple[Any, Any, str]:
         f"goal_image (the preset's {cfg.name!r} {why})"
 
 
-def measure_plan(run: Any, repeats: int, quick: bool) -> dict[str, Any]:
+def measure_plan(run: RunConfig, repeats: int, quick: bool) -> dict[str, Any]:
     """FLOPs and median seconds of one MPC planning call with the preset's planner and model."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -249,7 +250,7 @@ def row(preset: str, kind: str, flops: int, seconds: float, peak: dict[str, floa
             "sgemm_gflops": peak["gflops"], "fraction": fraction, "meets_target": fraction >= TARGET, **extra}
 
 
-def measure_preset(preset: str, run: Any, flops: int, args: argparse.Namespace) -> list[dict[str, Any]]:
+def measure_preset(preset: str, run: RunConfig, flops: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The train row (and the plan row, where the preset plans) of one preset."""
     steps = args.steps or (1 if args.quick else 2 if flops > BIG_FLOPS else 5)
     peak = sgemm(args.sgemm_size, args.repeats)
@@ -270,7 +271,7 @@ def measure_preset(preset: str, run: Any, flops: int, args: argparse.Namespace) 
     return rows
 
 
-def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
+def measure_all(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """Measure every chosen preset (increasing FLOPs), writing the results after each one."""
     from mbvc.config import load_run_config
 
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "python benchmarks/utilization.py " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
-        report = run(args, command.strip())
+        report = measure_all(args, command.strip())
     except MbvcError as exc:
         print(f"benchmarks/utilization.py: error: {exc}", file=sys.stderr)
         return 2
