@@ -23,15 +23,17 @@ Example:
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import inspect
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -359,22 +361,23 @@ def _play_in_workers(out: Path, settings: dict[str, Any], seeds: list[int], agen
     total = sum((a, s) not in finished for a in agents for s in todo)
     log.info("playing %d episodes in %d worker processes", total, len(jobs))
     context = multiprocessing.get_context("spawn")  # no inherited OpenGL context or torch thread pool
-    errors = context.Queue()
-    procs = [context.Process(target=_worker, args=(job, errors), daemon=True) for job in jobs]
+    pipes = [context.Pipe(duplex=False) for _ in jobs]  # (reader, writer): a worker's MbvcError comes back
+    procs = [context.Process(target=_worker, args=(job, writer), daemon=True) for job, (_, writer) in zip(jobs, pipes)]
+    readers = [reader for reader, _ in pipes]
     try:
         with tqdm(total=total, desc=f"plan ({len(jobs)} workers)", unit="ep", disable=not progress) as bar:
             for proc in procs:
                 proc.start()
-            while any(p.is_alive() for p in procs) or not errors.empty():
-                try:
-                    raise errors.get(timeout=1.0)  # a worker's MbvcError: one line, as in a serial run
-                except queue.Empty:
-                    pass
+            while any(p.is_alive() for p in procs):
+                for reader in multiprocessing.connection.wait(readers, timeout=1.0):
+                    raise reader.recv()  # one line, as in a serial run
                 lines = sum(len((Path(folder) / "episodes.jsonl").read_text().splitlines()) for _, folder, _ in jobs)
                 bar.update(lines - given - bar.n)
-        failed = [f"worker {k} exited with code {p.exitcode}" for k, p in enumerate(procs) if p.exitcode]
-        if failed:
-            raise RuntimeError(f"mbvc plan: {'; '.join(failed)} (its traceback is above)")
+        for reader in (r for r in readers if r.poll()):  # sent just before the worker's exit
+            raise reader.recv()
+        failed = [f"plan worker {k} exited with code {p.exitcode}" for k, p in enumerate(procs) if p.exitcode]
+        if failed:  # a bug or a killed process, not bad input: its traceback, if any, is printed above
+            raise RuntimeError("; ".join(failed))
     finally:
         for proc in (p for p in procs if p.pid is not None):  # those started
             if proc.is_alive():
@@ -388,12 +391,14 @@ def _worker(job: tuple[dict[str, Any], str, list[int]], errors: Any) -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the workers
+    if sys.platform == "linux":  # and a killed parent takes them with it (PR_SET_PDEATHSIG)
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
     torch.set_num_threads(1)
     kwargs, folder, seeds = job
     try:
         run_plan(out=folder, seeds=seeds, **kwargs)
     except MbvcError as exc:
-        errors.put(exc)
+        errors.send(exc)
         raise SystemExit(2) from None
 
 
@@ -422,4 +427,4 @@ def _merge_workers(out: Path, seeds: list[int]) -> None:
     shutil.rmtree(root)
 
 
-__all__ = ["AGENTS", "ORACLE_PUSHER_WEIGHT", "clear_goal", "make_env", "results_table", "run_plan"]
+__all__ = ["AGENTS", "ORACLE_PUSHER_WEIGHT", "WORKERS_DIR", "clear_goal", "make_env", "results_table", "run_plan"]
