@@ -9,7 +9,8 @@ next run when their record (``OUT/<stage>.json``) holds the same settings:
 
 1. **collect**: :func:`envs.collect.collect` into ``OUT/data/{train,val}``;
 2. **train**: the preset's world model for its fixed number of iterations into ``OUT/model``;
-3. **plan**: :func:`agents.plan.run_plan` (MPC with the model, random, oracle) into ``OUT/plan``;
+3. **plan**: :func:`agents.plan.run_plan` (MPC with the model, random, oracle) into ``OUT/plan``, the
+   episodes played in ``demo.plan_workers`` processes;
 4. **report**: ``OUT/report.json`` (settings, iterations, time per stage, results, machine).
 
 Example:
@@ -135,7 +136,8 @@ class DemoRun:
         training, s = self.train(), self.settings
         settings = {"cost": s.to_dict()["cost"], "plan": s.to_dict()["plan"], "demo": s.to_dict()["demo"],
                     "model": training.get("model"), "iterations": training.get("iterations")}
-        settings["demo"] = {k: v for k, v in settings["demo"].items() if k not in ("progress", "threads", "device")}
+        settings["demo"] = {k: v for k, v in settings["demo"].items()  # those the results do not depend on
+                            if k not in ("progress", "threads", "device", "plan_workers")}
         device = self.run_cfg.train.device if self.run_cfg.train.device != "auto" else None
         if device is None:
             import torch
@@ -145,7 +147,7 @@ class DemoRun:
             self.out / "model", "mbvc/Push-v0", self.out / "plan", seeds=s.eval_seeds(), env_kwargs=s.eval_env_kwargs(),
             cost=s.cost, planner=s.plan, data_root=self.out / "data" / "train", device=device,
             oracle_planner=s.demo.oracle_planner, oracle_population=s.demo.oracle_population,
-            gif_scale=s.demo.gif_scale, progress=s.demo.progress, restart_on_change=True)
+            gif_scale=s.demo.gif_scale, progress=s.demo.progress, restart_on_change=True, workers=s.demo.plan_workers)
         return self.stages.run("plan", settings, lambda: {k: v for k, v in run().items() if k != "settings"}, strict=False)
 
     def report(self) -> dict[str, Any]:

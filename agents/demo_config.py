@@ -27,7 +27,8 @@ TINY = ("model.num_hidden=[8]", "model.total_length=6", "model.img_width=16", "t
         "collect.episode_length=8", "collect.num_envs=1", "demo.val_episodes=2", "demo.eval_episodes=2",
         "demo.eval_episode_length=5", "plan.population_size=12", "plan.num_iterations=2", "plan.horizon=4",
         "plan.replan_every=2", "demo.oracle_population=6", "demo.gif_scale=2",
-        "demo.threads=1")  # a tiny model gains nothing from threads; on a busy CPU they only wait
+        "demo.threads=1",  # a tiny model gains nothing from threads; on a busy CPU they only wait
+        "demo.plan_workers=1")  # two episodes per agent: starting worker processes would cost more
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class DemoConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` for training and planning.
         progress: progress bars.
         threads: torch CPU threads (``None``: torch's default).
+        plan_workers: processes playing the plan stage's episodes, one torch thread each (a fixed
+            number: the results do not depend on it, only the time does).
         val_episodes: validation episodes collected (seed + 1).
         eval_episodes: evaluation episodes per agent (the same seeded goals for every agent).
         goal_distance: ``(min, max)`` metres from the block's start to its goal.
@@ -55,6 +58,7 @@ class DemoConfig:
     device: str = "auto"
     progress: bool = True
     threads: int | None = None
+    plan_workers: int = 2
     val_episodes: int = 25
     eval_episodes: int = 10
     goal_distance: tuple[float, float] = (0.05, 0.1)
@@ -71,6 +75,8 @@ class DemoConfig:
         lo, hi = self.goal_distance
         if not 0 < lo <= hi:
             raise ConfigError(f"demo.goal_distance must be (min, max) with 0 < min <= max, got {self.goal_distance}")
+        if not isinstance(self.plan_workers, int) or self.plan_workers < 1:
+            raise ConfigError(f"demo.plan_workers must be a positive integer, got {self.plan_workers!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"demo.threads must be >= 1 or null, got {self.threads}")
         if self.train_minutes is not None and not self.train_minutes > 0:

@@ -10,6 +10,11 @@ copy of the simulator, on the true state). It writes into one folder:
 * ``results.json`` / ``results.md``: per agent success rate, final distance and planning time;
 * ``episode.gif``: the first MPC episode (observation | goal | imagined frames).
 
+With ``workers > 1`` the episodes are played in that many spawned processes (one torch thread
+each), each into its own folder ``OUT/.workers/<k>`` on a share of the seeds; their episodes
+are then merged into ``episodes.jsonl`` agent by agent in seed order. Every episode is seeded
+on its own, so the records are those of a serial run whatever the number of workers.
+
 Example:
     >>> import envs; envs.setup_gl()  # once per process, before the first render (headless MUJOCO_GL)
     >>> from agents.plan import run_plan
@@ -18,18 +23,24 @@ Example:
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import inspect
 import json
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
+import shutil
+import signal
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 
-from mbvc.errors import ConfigError, did_you_mean
+from mbvc.errors import ConfigError, MbvcError, did_you_mean
 from mbvc.io import write_json
 
 from .cost_registry import CostConfig, build_cost
@@ -42,6 +53,8 @@ AGENTS = ("mpc", "random", "oracle")
 NAMES = {"mpc": "MPC, learnt world model", "random": "random actions", "oracle": "MPC, oracle simulator (true state)"}
 #: Shaping weight of the oracle's true-state cost (pusher-to-block distance); measured best of 0.3 / 0.5.
 ORACLE_PUSHER_WEIGHT = 0.5
+#: The worker processes' folders inside ``out`` (merged into ``out/episodes.jsonl``, then removed).
+WORKERS_DIR = ".workers"
 
 
 def make_env(env_id: str, image_size: int | tuple[int, int], env_kwargs: dict[str, Any] | None = None) -> Any:
@@ -117,6 +130,11 @@ class EpisodeLog:
         with self.path.open("a") as f:
             f.write(json.dumps({"agent": agent, **dataclasses.asdict(episode), **extra}) + "\n")
 
+    def extend(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Add finished episodes as read from another log (one ``{"agent": ..., ...}`` dict each)."""
+        with self.path.open("a") as f:
+            f.write("".join(json.dumps(row) + "\n" for row in rows))
+
 
 def _episode(row: dict[str, Any]) -> EpisodeResult:
     return EpisodeResult(**{f.name: row[f.name] for f in dataclasses.fields(EpisodeResult)})
@@ -146,6 +164,7 @@ def _check_settings(out: Path, settings: dict[str, Any], force: bool, restart_on
     if force:
         for name in ("episodes.jsonl", "results.json", "results.md", "episode.gif"):
             (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / WORKERS_DIR, ignore_errors=True)
     write_json(marker, {"settings": settings})
 
 
@@ -167,6 +186,7 @@ def run_plan(
     progress: bool = True,
     force: bool = False,
     restart_on_change: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run (or resume) the agents on seeded episodes and write the results into ``out``.
 
@@ -188,13 +208,16 @@ def run_plan(
         progress: progress bars.
         force: drop the episodes of an earlier run in ``out``.
         restart_on_change: drop them (instead of refusing) when they were planned with other settings.
+        workers: processes that play the episodes (spawned, one torch thread each; 1: this
+            process). The records do not depend on it.
 
     Returns:
         ``{"settings", "results": {agent: summary}, "gif", "seeds", "machine"}`` (also ``out/results.json``).
 
     Raises:
         ConfigError: unknown agents, env or cost; a model whose action size is not the env's; a
-            folder holding episodes of other settings.
+            folder holding episodes of other settings; ``workers < 1``.
+        MbvcError: as raised in a worker process (the same error a serial run gives).
     """
     import torch
 
@@ -211,6 +234,8 @@ def run_plan(
     unknown = [a for a in agents if a not in AGENTS]
     if unknown or not seeds:
         raise ConfigError(f"agents must be among {list(AGENTS)} and seeds non-empty, got {list(agents)}, {seeds}")
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"--workers must be a positive integer, got {workers!r}")
     out = Path(out)
     net = load_trained(model).model if isinstance(model, (str, os.PathLike)) else model
     mcfg = net.config
@@ -231,6 +256,12 @@ def run_plan(
                     "oracle_population": oracle_population}
         image_cost = build_cost(cost, data_root) if "mpc" in agents else None  # a bad cost fails before out/ exists
         _check_settings(out, json.loads(json.dumps(settings)), force, restart_on_change)
+        if workers > 1:  # play the missing episodes elsewhere; the serial pass below then finds them done
+            kwargs = {"model": model, "env_id": env_id, "env_kwargs": env_kwargs, "cost": cost, "planner": planner,
+                      "agents": list(agents), "data_root": data_root, "device": device,
+                      "oracle_planner": oracle_planner, "oracle_population": oracle_population,
+                      "gif_scale": gif_scale, "progress": False}
+            _play_in_workers(out, json.loads(json.dumps(settings)), seeds, list(agents), workers, kwargs, progress)
         episodes, done = EpisodeLog(out / "episodes.jsonl"), EpisodeLog(out / "episodes.jsonl").load()
         results: dict[str, Any] = {}
         gif_path = out / "episode.gif"
@@ -302,4 +333,98 @@ def run_plan(
     return report
 
 
-__all__ = ["AGENTS", "ORACLE_PUSHER_WEIGHT", "clear_goal", "make_env", "results_table", "run_plan"]
+def _play_in_workers(out: Path, settings: dict[str, Any], seeds: list[int], agents: list[str], workers: int,
+                     kwargs: dict[str, Any], progress: bool) -> None:
+    """Play the episodes missing from ``out/episodes.jsonl`` in ``workers`` processes and merge them there.
+
+    Each worker gets a resumable plan folder ``out/.workers/<k>`` (the settings and the finished
+    episodes of its seeds) and runs :func:`run_plan` in it. The folders are merged also when a
+    worker fails or the run is interrupted, and a killed run's folders on the next start.
+    """
+    from tqdm.auto import tqdm
+
+    _merge_workers(out, seeds)
+    done = EpisodeLog(out / "episodes.jsonl").load()
+    finished = {(agent, row["seed"]) for agent, rows in done.items() for row in rows}
+    todo = [s for s in seeds if any((a, s) not in finished for a in agents)]
+    shares = [todo[k::workers] for k in range(min(workers, len(todo)))]  # interleaved: similar loads
+    jobs, given = [], 0
+    for k, share in enumerate(shares):
+        folder, mine = out / WORKERS_DIR / str(k), [r for rows in done.values() for r in rows if r["seed"] in share]
+        folder.mkdir(parents=True)
+        write_json(folder / "plan.json", {"settings": settings})
+        EpisodeLog(folder / "episodes.jsonl").extend(mine)
+        jobs.append((kwargs, str(folder), share))
+        given += len(mine)
+    if not jobs:
+        return
+    total = sum((a, s) not in finished for a in agents for s in todo)
+    log.info("playing %d episodes in %d worker processes", total, len(jobs))
+    context = multiprocessing.get_context("spawn")  # no inherited OpenGL context or torch thread pool
+    pipes = [context.Pipe(duplex=False) for _ in jobs]  # (reader, writer): a worker's MbvcError comes back
+    procs = [context.Process(target=_worker, args=(job, writer), daemon=True) for job, (_, writer) in zip(jobs, pipes)]
+    readers = [reader for reader, _ in pipes]
+    try:
+        with tqdm(total=total, desc=f"plan ({len(jobs)} workers)", unit="ep", disable=not progress) as bar:
+            for proc in procs:
+                proc.start()
+            while any(p.is_alive() for p in procs):
+                for reader in multiprocessing.connection.wait(readers, timeout=1.0):
+                    raise reader.recv()  # one line, as in a serial run
+                lines = sum(len((Path(folder) / "episodes.jsonl").read_text().splitlines()) for _, folder, _ in jobs)
+                bar.update(lines - given - bar.n)
+        for reader in (r for r in readers if r.poll()):  # sent just before the worker's exit
+            raise reader.recv()
+        failed = [f"plan worker {k} exited with code {p.exitcode}" for k, p in enumerate(procs) if p.exitcode]
+        if failed:  # a bug or a killed process, not bad input: its traceback, if any, is printed above
+            raise RuntimeError("; ".join(failed))
+    finally:
+        for proc in (p for p in procs if p.pid is not None):  # those started
+            if proc.is_alive():
+                proc.terminate()
+            proc.join()
+        _merge_workers(out, seeds)
+
+
+def _worker(job: tuple[dict[str, Any], str, list[int]], errors: Any) -> None:
+    """A worker process: :func:`run_plan` on a share of the seeds in its own folder, on one torch thread."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the workers
+    if sys.platform == "linux":  # and a killed parent takes them with it (PR_SET_PDEATHSIG)
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+    torch.set_num_threads(1)
+    kwargs, folder, seeds = job
+    try:
+        run_plan(out=folder, seeds=seeds, **kwargs)
+    except MbvcError as exc:
+        errors.send(exc)
+        raise SystemExit(2) from None
+
+
+def _merge_workers(out: Path, seeds: list[int]) -> None:
+    """Append the episodes of ``out/.workers/*`` missing from ``out/episodes.jsonl`` (agent by agent, in seed
+    order), take the GIF of the first MPC episode they ran when ``out`` has none, and remove the folders."""
+    root = out / WORKERS_DIR
+    if not root.is_dir():
+        return
+    episodes = EpisodeLog(out / "episodes.jsonl")
+    finished = {(agent, row["seed"]) for agent, rows in episodes.load().items() for row in rows}
+    order = {seed: i for i, seed in enumerate(seeds)}
+    new: dict[tuple[str, int], dict[str, Any]] = {}
+    gifs = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        for agent, rows in EpisodeLog(folder / "episodes.jsonl").load().items():
+            fresh = [row for row in rows if (agent, row["seed"]) not in finished]
+            new.update({(agent, row["seed"]): row for row in fresh})
+            if agent == "mpc" and fresh and (folder / "episode.gif").is_file():  # of its first MPC episode
+                gifs.append((order.get(fresh[0]["seed"], len(order)), str(folder / "episode.gif")))
+    rank = {agent: i for i, agent in enumerate(AGENTS)}
+    episodes.extend(new[key] for key in sorted(new, key=lambda k: (rank.get(k[0], len(rank)),
+                                                                   order.get(k[1], len(order)), k[1])))
+    if gifs and not (out / "episode.gif").is_file():
+        os.replace(min(gifs)[1], out / "episode.gif")
+    shutil.rmtree(root)
+
+
+__all__ = ["AGENTS", "ORACLE_PUSHER_WEIGHT", "WORKERS_DIR", "clear_goal", "make_env", "results_table", "run_plan"]

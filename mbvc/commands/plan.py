@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "default: <data.root>/train of the model's run config")
     parser.add_argument("--device", default="cpu", help="world model device (default %(default)s)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--workers", type=int, default=1, help="processes playing the episodes, one torch thread "
+                        "each; the results do not depend on it (default %(default)s)")
     parser.add_argument("--force", action="store_true", help="drop the episodes of an earlier run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -52,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from mbvc.errors import ConfigError
     from mbvc.training.artifacts import load_trained
 
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
     if args.threads:
         torch.set_num_threads(args.threads)
     trained = load_trained(args.model)
@@ -74,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
         data = Path(trained.run_config["data"]["root"]) / "train"
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
     say(f"plan: {args.model} in {args.env}, {planner.name} {planner.population_size} x {planner.num_iterations}, "
-        f"horizon {planner.horizon}, cost {cost.name}, {len(seeds)} episodes per agent -> {args.out}")
+        f"horizon {planner.horizon}, cost {cost.name}, {len(seeds)} episodes per agent"
+        + (f" in {args.workers} worker processes" if args.workers > 1 else "") + f" -> {args.out}")
     report = run_plan(args.model, args.env, args.out, seeds=seeds, env_kwargs=env_kwargs, cost=cost,
                       planner=planner, agents=agents, data_root=data, device=args.device,
-                      progress=not args.no_progress, force=args.force)
+                      progress=not args.no_progress, force=args.force, workers=args.workers)
     say(results_table(report["results"]))
     say(f"results: {args.out / 'results.json'}" + (f"\nepisode GIF: {report['gif']}" if report["gif"] else ""))
     return 0
