@@ -60,7 +60,7 @@ class DemoConfig:
     threads: int | None = None
     plan_workers: int = 2
     val_episodes: int = 25
-    eval_episodes: int = 10
+    eval_episodes: int = 50
     goal_distance: tuple[float, float] = (0.05, 0.1)
     eval_episode_length: int = 40
     oracle_planner: str = "icem"
