@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_info
+from benchmarks.machine import machine_info, start_control_process
 from mbvc.io import atomic_write, write_json
 
 log = logging.getLogger("costs_oracle")
@@ -52,15 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import json
 
-    import torch
-
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    torch.set_num_threads(args.threads)
-    import envs  # env ids
-
-    envs.setup_gl()  # headless GL default before mujoco loads
+    start_control_process(args.threads)
     from agents import MPCAgent, OracleModel, evaluate_agent
     from agents.cost_registry import CostConfig, build_cost
     from agents.plan import clear_goal, make_env

@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_info
+from benchmarks.machine import machine_info, start_control_process
 from mbvc.io import atomic_write, write_json
 
 log = logging.getLogger("planners")
@@ -53,15 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run every planner at every budget; return the report (also written to ``args.out``)."""
-    import envs  # env ids
-
-    envs.setup_gl()  # headless GL default before mujoco loads
+    start_control_process(args.threads)
     from agents import MPCAgent, OracleModel, OracleStateCost, evaluate_agent
     from agents.demo import demo_settings
     from agents.plan import ORACLE_PUSHER_WEIGHT, make_env
     from mbvc.errors import ConfigError
 
-    torch.set_num_threads(args.threads)
     planners = [p.strip() for p in args.planners.split(",") if p.strip()]
     if any(p not in PLANNERS for p in planners):
         raise ConfigError(f"--planners: choose from {list(PLANNERS)}, got {planners}")
@@ -131,8 +126,6 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     report = run(parse_args(argv))
     print(markdown(report))
     return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_info  # noqa: E402
+from benchmarks.machine import machine_info, start_control_process  # noqa: E402
 from mbvc.io import atomic_write, write_json  # noqa: E402
 
 log = logging.getLogger("sb3_baselines")
@@ -62,14 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import torch
-
-    torch.set_num_threads(args.threads)
-    import envs
-
-    envs.setup_gl()  # headless GL default before mujoco loads
+    start_control_process(args.threads)
     from agents import evaluate_agent
     from agents.baselines import SB3Agent, train_sb3
     from agents.plan import make_env
