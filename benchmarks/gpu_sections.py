@@ -410,6 +410,10 @@ def section_eval(sec: Section) -> None:
 
 
 # ---------------------------------------------------------------------------------- curve
+#: Beyond this many iterations (log) a power-law guess is meaningless (and exp() overflows).
+MAX_LOG_ITERATIONS = math.log(1e15)
+
+
 def extrapolate(curve: list[dict[str, Any]], it_per_s: float) -> dict[str, Any]:
     """What the curve says about reaching the paper's MSE: measured, and a power-law guess.
 
@@ -435,7 +439,12 @@ def extrapolate(curve: list[dict[str, Any]], it_per_s: float) -> dict[str, Any]:
     if b >= 0:
         out["power_law_note"] = f"MSE did not fall over the fitted points (exponent {b:.3f}): no extrapolation"
         return out
-    iterations = math.exp((math.log(PAPER_MSE) - log_a) / b)
+    log_iterations = (math.log(PAPER_MSE) - log_a) / b
+    if log_iterations > MAX_LOG_ITERATIONS:  # a nearly flat fit (short or noisy curves): exp() would overflow
+        out["power_law_note"] = (f"MSE fell too slowly over the fitted points (exponent {b:.2g}) to reach "
+                                 f"{PAPER_MSE} within 1e15 iterations: no extrapolation")
+        return out
+    iterations = math.exp(log_iterations)
     out["power_law"] = {"a": math.exp(log_a), "b": float(b), "fitted_iterations": [int(late[0][0]), int(late[-1][0])],
                         "iterations_to_target": iterations, "minutes_to_target": iterations / it_per_s / 60,
                         "beyond_measured": iterations / late[-1][0]}

@@ -121,6 +121,9 @@ def test_extrapolation_fits_a_power_law_and_reports_a_reached_target() -> None:
     assert ex["reached_at_iteration"] is None
     flat = extrapolate([{"iteration": i, "model": {"mse": 40.0}} for i in (0, 10, 20, 30, 40, 50)], it_per_s=1.0)
     assert flat["power_law"] is None and flat["reached_at_iteration"] == 10
+    # a short, nearly flat curve far above the target (a tiny dry run): no overflow, no guess
+    creep = extrapolate([{"iteration": i, "model": {"mse": 300.0 - 1e-3 * i}} for i in range(0, 70, 10)], it_per_s=1.0)
+    assert creep["power_law"] is None and "too slowly" in creep["power_law_note"]
     md = markdown({"sections": {"curve": {"rows": [{"iteration": 0, "train_s": 0, "train_loss": None, "mse": 40.0,
                                                     "ssim": 0.9, "psnr": 20.0}], "extrapolation": ex}}})
     assert "a guess, not a measurement" in md
