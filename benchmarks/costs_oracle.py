@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_info, start_control_process
-from mbvc.io import atomic_write, write_json
+from benchmarks.machine import machine_info, save_results, start_control_process
 
 log = logging.getLogger("costs_oracle")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -88,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
               "planner": vars(planner) if hasattr(planner, "__dict__") else str(planner), "image_size": args.image_size,
               "rows": rows, "command": "python benchmarks/costs_oracle.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "threads": args.threads, "machine": machine_info()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.out, report)
     lines = [f"# Costs with the oracle model on rendered frames ({args.env})", "",
              f"`{report['command']}`; {planner.name} {planner.population_size} x {planner.num_iterations}, horizon "
              f"{planner.horizon}, replan every {planner.replan_every}; {len(seeds)} goals; "
@@ -98,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         ms = "-" if r.get("plan_ms") is None else f"{r['plan_ms']:.0f}"
         lines.append(f"| {r['cost']} | {100 * r['success_rate']:.0f}% | {r['final_distance_cm']:.1f} | {ms} |")
-    with atomic_write(args.out.with_suffix(".md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    save_results(args.out, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

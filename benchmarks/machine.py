@@ -1,9 +1,12 @@
-"""Where a benchmark ran (:func:`mbvc.machine.machine_info`), and the start of a control benchmark's process."""
+"""Where a benchmark ran (:func:`mbvc.machine.machine_info`); the start and the results files of a control benchmark."""
 from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
+from typing import Any
 
+from mbvc.io import atomic_write, write_json
 from mbvc.machine import cpu_model, machine_info
 
 
@@ -23,4 +26,12 @@ def start_control_process(threads: int) -> None:
     envs.setup_gl()
 
 
-__all__ = ["cpu_model", "machine_info", "start_control_process"]
+def save_results(out: Path, report: dict[str, Any], markdown: str) -> None:
+    """Write ``report`` to ``out`` (JSON) and ``markdown`` next to it (``.md``), both atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, report)
+    with atomic_write(out.with_suffix(".md"), "w") as f:
+        f.write(markdown)
+
+
+__all__ = ["cpu_model", "machine_info", "save_results", "start_control_process"]

@@ -29,8 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_info, start_control_process
-from mbvc.io import atomic_write, write_json
+from benchmarks.machine import machine_info, save_results, start_control_process
 
 log = logging.getLogger("planners")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -102,10 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               "seeds": seeds, "horizon": cfg.plan.horizon, "replan_every": cfg.plan.replan_every,
               "episode_length": cfg.demo.eval_episode_length, "threads": args.threads, "rows": rows,
               "command": "python benchmarks/planners.py " + " ".join(sys.argv[1:]), "machine": machine_info()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.out, report)
-    with atomic_write(args.out.with_suffix(".md"), "w") as f:
-        f.write(markdown(report))
+    save_results(args.out, report, markdown(report))
     return report
 
 

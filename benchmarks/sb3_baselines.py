@@ -27,8 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.machine import machine_info, start_control_process  # noqa: E402
-from mbvc.io import atomic_write, write_json  # noqa: E402
+from benchmarks.machine import machine_info, save_results, start_control_process  # noqa: E402
 
 log = logging.getLogger("sb3_baselines")
 RESULTS = ROOT / "benchmarks" / "results"
@@ -98,8 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     report = {"benchmark": "sb3_baselines", "env": args.env, "env_kwargs": args.env_kwargs, "seeds": seeds,
               "image_size": args.image_size, "rows": rows, "command": command, "threads": args.threads,
               "machine": machine_info()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.out, report)
     lines = [f"# Model-free baselines on {args.env} ({args.steps} environment steps of training)", "",
              f"`{command}`; {len(seeds)} goals (seeds {seeds[0]}-{seeds[-1]}); "
              f"{report['machine'].get('cpu', '?')}, {args.threads} thread(s).", "",
@@ -108,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         secs = "-" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
         lines.append(f"| SB3 {r['algo'].upper()} from {r['observation']} | {100 * r['success_rate']:.0f}% | "
                      f"{r['final_distance_cm']:.1f} | {secs} |")
-    with atomic_write(args.out.with_suffix(".md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    save_results(args.out, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
