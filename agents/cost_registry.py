@@ -1,6 +1,7 @@
 """Costs by name: the ``cost`` section of a preset and ``--cost NAME`` of ``mbvc plan``.
 
-A registered name (``push``, ``designated_pixel``, ``goal_image``, ``lpips``, ``designated_object``; add one with
+A registered name (``push``, ``designated_pixel``, ``goal_image``, ``lpips``, ``designated_object``,
+``designated_push``; add one with
 :func:`register_cost`) or a user's own cost as ``package.module:name``. Costs that learn
 something from the training data (``push``: the background and the finger detector) receive
 the training rollouts' folder.
@@ -38,8 +39,10 @@ class CostConfig:
             default the generic ``goal_image``) or ``package.module:name``: a cost
             ``cost(frames N x H x C x h x w, goal) -> N`` used as it is, or a class (or, with
             ``kwargs``, any factory) called with ``kwargs`` to make one.
-        pusher_weight: ``push``: weight of the shaping that brings the pusher behind the block.
-        keep_out_weight: ``push``: weight of the keep-out term (see :class:`agents.push.PushCost`).
+        pusher_weight: ``push``, ``designated_push``: weight of the shaping that brings the
+            pusher (agent) behind the block (object).
+        keep_out_weight: ``push``, ``designated_push``: weight of the keep-out term (see
+            :func:`agents.costs.push_shaping`).
         finger_calibration: ``push``: fit the finger detector on the training rollouts'
             recorded pusher positions (:func:`agents.push.calibrate_finger`); off: the
             rod-as-a-bar heuristic.
@@ -49,9 +52,15 @@ class CostConfig:
         patch_size: ``designated_object``: side (odd, pixels) of the object's appearance patch.
         search_radius: ``designated_object``: std (pixels) of the prior keeping the track near
             its previous position (``None``: search the whole frame each step).
+        temperature: ``designated_object``, ``designated_push``: softmax temperature of the
+            object's match scores (``None``: the matching method's default; a higher one
+            averages over neighbouring pixels, which gives sub-pixel positions).
         source: ``designated_object``: the object's pixel ``[row, col]`` in the first
             observation (model frame size); ``None``: the environment designates it per episode.
         target: ``designated_object``: where the object should go, ``[row, col]``; ``None``: as ``source``.
+        agent: ``designated_push``: the agent's effector pixel ``[row, col]`` in the first
+            observation; ``None``: the environment designates it (with ``source``/``target``).
+        agent_patch_size: ``designated_push``: side (odd, pixels) of the agent's appearance patch.
         kwargs: keyword arguments of a ``module:name`` factory.
     """
 
@@ -65,6 +74,9 @@ class CostConfig:
     search_radius: float | None = None
     source: list[float] | None = None
     target: list[float] | None = None
+    temperature: float | None = None
+    agent: list[float] | None = None
+    agent_patch_size: int = 7
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,6 +88,8 @@ class CostConfig:
                 raise ConfigError(f"cost.{key} must be >= 0, got {getattr(self, key)!r}")
         if (self.source is None) != (self.target is None):
             raise ConfigError(f"cost.source and cost.target go together, got source={self.source!r}, target={self.target!r}")
+        if self.agent is not None and self.source is None:
+            raise ConfigError(f"cost.agent goes with cost.source and cost.target, got agent={self.agent!r} alone")
         if self.kwargs and ":" not in self.name:
             raise ConfigError(f"cost.kwargs are only for 'module:name' costs, got {self.name!r} with {sorted(self.kwargs)}")
 
@@ -126,8 +140,23 @@ def _designated_object(cfg: CostConfig, data_root: Path | None) -> Cost:
     from .generic_costs import DesignatedGoal, DesignatedObjectCost
 
     designation = None if cfg.source is None else DesignatedGoal(cfg.source, cfg.target)  # type: ignore[arg-type]
-    return DesignatedObjectCost(patch_size=cfg.patch_size, search_radius=cfg.search_radius,
+    return DesignatedObjectCost(patch_size=cfg.patch_size, search_radius=cfg.search_radius, temperature=cfg.temperature,
                                 final_weight=cfg.final_weight, designation=designation)
+
+
+def _designated_push(cfg: CostConfig, data_root: Path | None) -> Cost:
+    from .generic_costs import DesignatedGoal, DesignatedPushCost
+
+    designation = None
+    if cfg.source is not None:
+        if cfg.agent is None:
+            raise ConfigError("the designated_push cost with fixed pixels needs cost.agent [row, col] too "
+                              "(the agent's effector in the first observation)")
+        designation = DesignatedGoal(cfg.source, cfg.target, agent=cfg.agent)  # type: ignore[arg-type]
+    return DesignatedPushCost(patch_size=cfg.patch_size, search_radius=cfg.search_radius, temperature=cfg.temperature,
+                              final_weight=cfg.final_weight, designation=designation,
+                              agent_patch_size=cfg.agent_patch_size, approach_weight=cfg.pusher_weight,
+                              keep_out_weight=cfg.keep_out_weight)
 
 
 #: Registered costs: ``factory(cost config, training rollouts folder or None) -> cost``.
@@ -136,6 +165,7 @@ COSTS: dict[str, CostFactory] = {
     "designated_pixel": _designated_pixel,
     "goal_image": _goal_image,
     "designated_object": _designated_object,
+    "designated_push": _designated_push,
     "lpips": lambda cfg, data_root: LPIPSCost(final_weight=cfg.final_weight),
 }
 

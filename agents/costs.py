@@ -60,6 +60,26 @@ def check_frames(frames: torch.Tensor) -> None:
         raise ShapeError(f"costs take predicted frames of shape (N, H, C, h, w), got {got}")
 
 
+def push_shaping(obj: torch.Tensor, agent: torch.Tensor, target: torch.Tensor, behind: float,
+                 keep_out: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The approach and keep-out terms (pixels) of a push, for positions ``... x 2`` (row, col).
+
+    A push of ``obj`` towards ``target`` starts with the agent ``behind`` pixels beyond the
+    object on the target-to-object line: ``approach`` is the agent's distance to that point.
+    ``intrusion`` is how far the agent is inside ``keep_out`` pixels of the object, scaled from 0
+    behind the object to 1 on its target side, so that a planner goes round the object rather
+    than through it (a wrong-side touch pushes it away from the target). Without these terms
+    the object's distance to its target is flat until the agent touches it.
+    """
+    to_goal = obj - target
+    away = to_goal / to_goal.norm(dim=-1).clamp_min(1e-3)[..., None]  # unit vector from the target through obj
+    approach = (agent - (obj + behind * away)).norm(dim=-1)
+    offset = agent - obj
+    gap = offset.norm(dim=-1)
+    wrong_side = 0.5 * (1.0 - (offset * away).sum(-1) / gap.clamp_min(1e-3))  # 0 behind .. 1 in front
+    return approach, (keep_out - gap).clamp_min(0.0) * wrong_side
+
+
 def require_goal(goal: Any) -> None:
     """Refuse a missing goal with a message (``torch.as_tensor(None)`` would be a bare TypeError)."""
     if goal is None:

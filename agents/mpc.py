@@ -142,7 +142,13 @@ class MPCAgent:
         """Return the next action (``A``, float32) for the observation dict ``obs``."""
         if "image" not in obs:
             raise ShapeError(f"MPCAgent.act needs an observation dict with an 'image', got keys {sorted(obs)}")
-        self._frames.append(image_to_tensor(obs["image"], self.image_size, self.device))
+        frame = image_to_tensor(obs["image"], self.image_size, self.device)
+        self._frames.append(frame)
+        observe = getattr(self.cost, "observe", None)
+        if callable(observe) and self.goal is not None:
+            # A cost that follows its goal through the observations (a designated object's
+            # position): every frame, planned or not, so that the track never skips a step.
+            self.goal = observe(self.goal, frame)
         elapsed = 0.0
         if not self._queue:
             elapsed = self._plan()

@@ -17,7 +17,7 @@ import torch
 
 from mbvc.errors import ConfigError, DataError, ShapeError
 
-from .costs import check_frames, colour_mass, weighted_sum
+from .costs import check_frames, colour_mass, push_shaping, weighted_sum
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +172,8 @@ class PushCost:
         if self.pusher_weight or self.keep_out_weight:
             pusher, pusher_mass = self.pusher_position(frames)
             lost = pusher_mass < self.min_mass
-            away = to_goal / dist.clamp_min(1e-3)[..., None]  # unit vector from the goal through the block
-            approach = (pusher - (block + self.behind * away)).norm(dim=-1)
+            approach, intrusion = push_shaping(block, pusher, block - to_goal, self.behind, self.keep_out)
             approach = torch.where(lost, torch.full_like(approach, diagonal), approach)
-            offset = pusher - block
-            gap = offset.norm(dim=-1)
-            wrong_side = 0.5 * (1.0 - (offset * away).sum(-1) / gap.clamp_min(1e-3))  # 0 behind .. 1 in front
-            intrusion = (self.keep_out - gap).clamp_min(0.0) * wrong_side
             intrusion = torch.where(lost, torch.zeros_like(intrusion), intrusion)
             cost = cost + self.pusher_weight * approach + self.keep_out_weight * intrusion
         return weighted_sum(cost, None, self.final_weight)

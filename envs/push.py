@@ -24,7 +24,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs._gl import import_mujoco, make_renderer
-from envs.scene import (CLUTTER, LIFT_STEP, SPAWN, TURN_STEP, WORKSPACE, SceneSpec, StateLayout, build_xml,
+from envs.scene import (CLUTTER, FINGER_HEIGHT, LIFT_STEP, SPAWN, TURN_STEP, WORKSPACE, SceneSpec, StateLayout, build_xml,
                         distractor_scene, multi_scene, push_scene)
 from mbvc.errors import ConfigError, EnvError, did_you_mean
 
@@ -320,6 +320,15 @@ class PushEnv(gym.Env):
         adr = self._obj_qpos[self._target]
         centre = self.data.qpos[adr: adr + 3].copy()
         return self.pixel_of(centre, size), self.pixel_of(np.array([*self._goal, centre[2]]), size)
+
+    def designate_agent(self, size: tuple[int, int]) -> tuple[float, float]:
+        """The pusher's finger pixel in a ``size`` frame (where a user would click on the agent).
+
+        The point is the finger's centre (the geom sits ``FINGER_HEIGHT`` above the pusher's
+        body), on the finger as drawn, at about the height of the objects' centres.
+        """
+        pose = self._pusher_pose()
+        return self.pixel_of(np.array([pose[0], pose[1], pose[2] + FINGER_HEIGHT]), size)
 
     # ------------------------------------------------------------------ internals
     def _pick_target(self, target: str | int | None) -> int:

@@ -21,6 +21,8 @@ SPAWN = 0.11
 CLUTTER = 0.15
 # What a unit action moves in the 4-D variant: lift (metres) and wrist rotation (radians).
 LIFT_STEP, TURN_STEP = 0.02, 0.25
+# Height of the finger's centre above the pusher's body (the geoms' pos below).
+FINGER_HEIGHT = 0.035
 PUSHER_GEOMS = {
     # A round finger: pushes the same way from every side, which keeps the 2-D task simple.
     2: '<geom name="finger" type="cylinder" pos="0 0 0.035" size="0.016 0.028" '

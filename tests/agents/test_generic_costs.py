@@ -9,6 +9,7 @@ from agents.cost_registry import CostConfig, build_cost
 from agents.generic_costs import (
     DesignatedGoal,
     DesignatedObjectCost,
+    DesignatedPushCost,
     MaskedGoalImageCost,
     extract_patch,
     load_mask,
@@ -154,3 +155,89 @@ def test_mpc_agent_binds_a_designation_to_the_first_observation():
     agent.reset({"image": image}, goal=DesignatedGoal((5, 5), (9, 9)))
     assert agent.goal.image is not None and agent.goal.image.shape == (3, SIZE, SIZE)
     assert agent.act({"image": image}).shape == (2,)
+
+
+def test_push_shaping_is_zero_behind_the_object_and_penalises_its_target_side():
+    from agents.costs import push_shaping
+
+    obj, target = torch.tensor([10.0, 10.0]), torch.tensor([10.0, 20.0])
+    behind = torch.tensor([10.0, 7.0])  # 3 px beyond the object, away from the target
+    approach, intrusion = push_shaping(obj, behind, target, behind=3.0, keep_out=6.0)
+    assert float(approach) == pytest.approx(0.0) and float(intrusion) == pytest.approx(0.0)
+    front = torch.tensor([10.0, 13.0])  # between the object and its target
+    approach, intrusion = push_shaping(obj, front, target, behind=3.0, keep_out=6.0)
+    assert float(approach) == pytest.approx(6.0) and float(intrusion) == pytest.approx(3.0)
+
+
+def push_scene(obj: tuple[int, int], agent: tuple[int, int], size: int = SIZE) -> torch.Tensor:
+    """One frame ``3 x size x size``: a red 3x3 object and a dark agent with a bright arm above it."""
+    frame = scene([obj], size)[0]
+    r, c = agent
+    frame[:, :r, c] = 0.95  # the arm from the top edge
+    frame[:, r - 1 : r + 2, c - 1 : c + 2] = 0.1
+    return frame
+
+
+def test_designated_push_cost_prefers_the_agent_behind_the_object_then_the_object_at_its_target():
+    first = push_scene((12, 12), (12, 5))
+    goal = DesignatedGoal((12, 12), (12, 20), agent=(12, 5)).with_observation(first)
+    cost = DesignatedPushCost(agent_search_radius=None)  # whole-frame search: the shaping alone is tested
+    far_side = push_scene((12, 12), (12, 17))  # the agent on the target side (it would push the wrong way)
+    behind = push_scene((12, 12), (12, 9))  # the agent just behind the object
+    pushed = push_scene((12, 14), (12, 11))  # the object pushed towards its target
+    costs = cost(torch.stack([far_side, behind, pushed])[:, None], goal)
+    # Both are tracked: each cost is the object's distance plus the shaping at the true positions.
+    assert costs.tolist() == pytest.approx([8 + 0.5 * 8 + 2.0 * 1, 8.0, 6.0], abs=0.3)
+
+
+def test_observe_follows_the_designated_object_and_agent_through_the_episode():
+    first = push_scene((12, 10), (12, 4))
+    cost = DesignatedPushCost(search_radius=2.0)
+    goal = cost.observe(DesignatedGoal((12, 10), (12, 18), agent=(12, 4)), first)  # binds the first frame
+    assert goal.image is first and goal.object_now == (12.0, 10.0)
+    for step in range(1, 5):  # the agent walks up to the object, then both move right
+        obj_col, agent_col = 10 + max(step - 2, 0), 4 + 2 * step if step <= 2 else 8 + (step - 2)
+        goal = cost.observe(goal, push_scene((12, obj_col), (12, agent_col)))
+        assert goal.object_now == pytest.approx((12.0, obj_col), abs=0.3)
+        assert goal.agent_now == pytest.approx((12.0, agent_col), abs=0.3)
+    assert goal.source == (12.0, 10.0)  # the designation itself is unchanged
+
+
+def test_mpc_agent_updates_a_tracked_goal_with_every_observation():
+    from gymnasium import spaces
+
+    from agents.models import CopyLastFrameModel
+    from agents.mpc import MPCAgent
+
+    agent = MPCAgent(CopyLastFrameModel(), DesignatedObjectCost(search_radius=2.0), "cem", horizon=2,
+                     replan_every=2, action_space=spaces.Box(-1, 1, (2,)))
+    to_uint8 = lambda f: (f.movedim(0, -1).numpy() * 255).astype(np.uint8)  # noqa: E731
+    agent.reset({"image": to_uint8(scene([(5, 5)])[0])}, goal=DesignatedGoal((5, 5), (9, 9)))
+    for col in (5, 6, 7):  # the second step does not plan (replan_every=2): it still observes
+        agent.act({"image": to_uint8(scene([(5, col)])[0])})
+        assert agent.goal.object_now == pytest.approx((5.0, col), abs=0.3)
+
+
+def test_designated_push_cost_config_names_what_is_missing():
+    cost = build_cost(CostConfig(name="designated_push", source=[3, 4], target=[10, 12], agent=[3, 1]))
+    assert isinstance(cost, DesignatedPushCost) and cost.goal_for_env(object(), (SIZE, SIZE)).agent == (3.0, 1.0)
+    with pytest.raises(ConfigError, match="cost.agent"):
+        build_cost(CostConfig(name="designated_push", source=[3, 4], target=[10, 12]))
+    with pytest.raises(ConfigError, match="alone"):
+        CostConfig(name="designated_push", agent=[3, 1])
+    with pytest.raises(ConfigError, match="designates none"):
+        build_cost("designated_push").goal_for_env(type("Env", (), {"designate": lambda self, s: ((1, 1), (2, 2))})(),
+                                                   (SIZE, SIZE))
+    with pytest.raises(ConfigError, match="agent's pixel"):
+        build_cost("designated_push")(torch.zeros(1, 1, 3, SIZE, SIZE), DesignatedGoal((1, 1), (2, 2)))
+    with pytest.raises(ConfigError, match="agent_patch_size"):
+        DesignatedPushCost(agent_patch_size=4)
+
+
+def test_the_designated_pixel_is_reported_to_sub_pixel_precision():
+    # The patch is cut around the rounded pixel; the cost reports the pixel the user gave.
+    first = scene([(8, 8)])[0]
+    cost = DesignatedObjectCost(search_radius=2.0)
+    goal = DesignatedGoal((8.4, 7.7), (8.4, 7.7)).with_observation(first)
+    assert float(cost(first[None, None], goal)) == pytest.approx(0.0, abs=0.05)
+    assert cost.observe(goal, first).object_now == pytest.approx((8.4, 7.7), abs=0.05)

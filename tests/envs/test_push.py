@@ -209,3 +209,23 @@ def test_designated_pixels_are_where_the_block_is_and_would_be_at_its_goal(camer
     assert np.allclose(_red_centroid(push.observe()["image"]), target, atol=1.0)
     assert not np.allclose(source, target, atol=3.0)
     env.close()
+
+
+@pytest.mark.parametrize("camera", ["bair", "top"])
+def test_designated_agent_pixel_is_on_the_dark_finger_and_follows_the_pusher(camera):
+    env = gym.make("mbvc/Push-v0", image_size=64, camera=camera)
+    obs, _ = env.reset(seed=3)
+    push = env.unwrapped
+    finger = push.designate_agent((64, 64))
+    # The finger's centre as MuJoCo places the geom (the height constant matches the model).
+    geom = push.data.geom_xpos[push.model.geom("finger").id]
+    assert np.allclose(finger, push.pixel_of(geom, (64, 64)), atol=1e-6)
+    # ...and it is drawn there: the finger is the dark grey (0.15) thing near that pixel (seen
+    # from the tilted camera; from above, the wrist hides it).
+    r, c = (int(round(v)) for v in finger)
+    patch = obs["image"][max(r - 1, 0): r + 2, max(c - 1, 0): c + 2].astype(float) / 255
+    assert camera == "top" or patch.mean(axis=-1).min() < 0.3
+    obs, *_ = env.step(np.array([1.0, 0.0], np.float32))  # +x
+    moved = push.designate_agent((64, 64))
+    assert np.hypot(moved[0] - finger[0], moved[1] - finger[1]) > 1.0
+    env.close()
