@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output folder (resumed when it holds episodes)")
     parser.add_argument("--preset", help="preset whose plan and cost sections are the defaults "
                         "(default: the model's own run config)")
-    parser.add_argument("--cost", help="push, designated_pixel, designated_object, goal_image, lpips or module:name (a user's cost)")
+    parser.add_argument("--cost", help="push, designated_pixel, designated_object, designated_push, goal_image, lpips or module:name (a user's cost)")
     parser.add_argument("--planner", help="cem, icem or mppi")
     parser.add_argument("--population", type=int, help="candidates per planner iteration")
     parser.add_argument("--iterations", type=int, help="planner iterations per plan")
