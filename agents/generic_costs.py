@@ -395,10 +395,15 @@ class DesignatedObjectCost:
                               "(DesignatedGoal.with_observation; MPCAgent.reset does it)")
         cached = self._templates.get(role)
         if cached is None or cached[0] is not goal.image:  # identity, not id(): a freed image's id can come back
-            centre, size = (goal.source, self.patch_size) if role == "object" else (goal.agent, self.agent_patch_size)
-            cached = (goal.image, extract_patch(goal.image, centre, size))
+            cached = (goal.image, extract_patch(goal.image, *self._patch_spec(goal, role)))
             self._templates[role] = cached
         return cached[1]
+
+    def _patch_spec(self, goal: DesignatedGoal, role: str) -> tuple[tuple[float, float], int]:
+        """Centre and size of the patch that shows ``role`` in the first observation."""
+        if role != "object":
+            raise ConfigError(f"{type(self).__name__} tracks only the object, not {role!r}")
+        return goal.source, self.patch_size
 
     def _goal(self, goal: Any) -> DesignatedGoal:
         if not isinstance(goal, DesignatedGoal):
@@ -503,6 +508,11 @@ class DesignatedPushCost(DesignatedObjectCost):
             raise ConfigError("the designated_push cost needs cost.agent, the agent's pixel [row, col] "
                               f"(the environment {type(getattr(env, 'unwrapped', env)).__name__} designates none)")
         return dataclasses.replace(goal, agent=designate_agent(tuple(image_size)))
+
+    def _patch_spec(self, goal: DesignatedGoal, role: str) -> tuple[tuple[float, float], int]:
+        if role == "agent":
+            return goal.agent, self.agent_patch_size  # type: ignore[return-value]
+        return super()._patch_spec(goal, role)
 
     def _goal(self, goal: Any) -> DesignatedGoal:
         goal = super()._goal(goal)
