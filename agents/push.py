@@ -165,14 +165,14 @@ class PushCost:
     def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
         check_frames(frames)
         block, block_mass = self.track_block(frames)  # N x H x 2
-        to_goal = block - self.goal_position(goal, frames)
-        dist = to_goal.norm(dim=-1)
+        target = self.goal_position(goal, frames)
+        dist = (block - target).norm(dim=-1)
         diagonal = float(np.hypot(*frames.shape[-2:]))
         cost = torch.where(block_mass < self.min_mass, torch.full_like(dist, diagonal), dist)
         if self.pusher_weight or self.keep_out_weight:
             pusher, pusher_mass = self.pusher_position(frames)
             lost = pusher_mass < self.min_mass
-            approach, intrusion = push_shaping(block, pusher, block - to_goal, self.behind, self.keep_out)
+            approach, intrusion = push_shaping(block, pusher, target, self.behind, self.keep_out)
             approach = torch.where(lost, torch.full_like(approach, diagonal), approach)
             intrusion = torch.where(lost, torch.zeros_like(intrusion), intrusion)
             cost = cost + self.pusher_weight * approach + self.keep_out_weight * intrusion

@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     length = manifest["num_steps"] // manifest["num_episodes"]  # a collection's episodes are equally long
     episodes = RolloutDataset(args.data, seq_len=length, stride=None, uint8=True)
     # Windows inside each episode; the patch comes from the episode's first frame, as in an MPC episode.
-    windows = [(e, s) for e in range(len(episodes)) for s in range(0, length - k - h + 1, args.stride)]
+    starts = range(0, length - k - h + 1, args.stride)
+    windows = len(episodes) * len(starts)
     if not windows:
         raise SystemExit(f"{args.data}: episodes of {length} frames hold no window of {k + h}")
     detector = None
@@ -136,22 +137,24 @@ def main(argv: list[str] | None = None) -> int:
         detector = PushCost(background_image(args.train_data))
     errors: dict[str, dict[str, list[float]]] = {}
     still = {"object": [], "agent": []}
-    for e, s0 in windows:
-        episode = episodes[e]
-        first = episode["frames"][0].float() / 255.0
-        start_block, start_finger = pixels(episode["states"][:1])
-        frames = episode["frames"][s0: s0 + k + h].float() / 255.0
+    for e, s0 in ((e, s0) for e in range(len(episodes)) for s0 in starts):
+        if s0 == 0:  # a new episode: read it and project its states once
+            episode = episodes[e]
+            all_frames = episode["frames"].float() / 255.0
+            all_block, all_finger = pixels(episode["states"])
+        first = all_frames[0]
+        frames = all_frames[s0: s0 + k + h]
         acts = episode["actions"][s0: s0 + k + h]
         with torch.no_grad():
             pred = model.bind(frames[:k], acts[: k - 1][None])(acts[k - 1: k - 1 + h][None])[0]
         real = frames[k:]
-        block, finger = pixels(episode["states"][s0: s0 + k + h])
+        block, finger = all_block[s0: s0 + k + h], all_finger[s0: s0 + k + h]
         for role, truth in (("object", block), ("agent", finger)):
             still[role].append(float(np.linalg.norm(truth[k:] - truth[k - 1], axis=-1).mean()))
         for tracker in TRACKERS:
             truth = block if tracker.role == "object" else finger
             row = errors.setdefault(json.dumps(asdict(tracker)), {"real": [], "predicted": []})
-            designated = start_block[0] if tracker.role == "object" else start_finger[0]
+            designated = all_block[0] if tracker.role == "object" else all_finger[0]
             for name, seen in (("real", real), ("predicted", pred)):
                 row[name].append(track_error(seen, first, designated, truth[k - 1], truth[k:], tracker))
         if detector is not None:
@@ -165,12 +168,12 @@ def main(argv: list[str] | None = None) -> int:
             for key, v in errors.items()]
     report: dict[str, Any] = {
         "benchmark": "tracking", "model": str(args.model), "data": str(args.data), "env": args.env,
-        "windows": len(windows), "context": k, "horizon": h, "rows": rows,
+        "windows": windows, "context": k, "horizon": h, "rows": rows,
         "standing_still_px": {role: float(np.mean(v)) for role, v in still.items()},
         "command": "python benchmarks/tracking.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine_info()}
     lines = [f"# Tracking the designated object and agent ({args.env})", "",
-             f"`{report['command']}`; {len(windows)} windows of {k} real frames + {h} steps; mean error in pixels "
+             f"`{report['command']}`; {windows} windows of {k} real frames + {h} steps; mean error in pixels "
              f"({size[0]}x{size[1]} frames) against the projected true positions.", "",
              "| tracks | patch | method | prior (px) | temperature | real frames | predicted frames |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
