@@ -79,16 +79,30 @@ class ReacherPixelsEnv(ReacherEnv):
             that ``set_state`` also restores the step count.
         terminate_on_success: end the episode at the first success (else it runs all its steps
             and success is judged at the last one).
+        control: ``"torque"`` (Reacher-v5's own actions: the two motor torques) or
+            ``"velocity"``: an action in [-1, 1] asks each joint for ``action * max_joint_velocity``
+            (rad/s) and a proportional velocity loop turns it into Reacher-v5's torques,
+            ``clip(velocity_gain * (wanted - qvel), -1, 1)``, once per step (the low-level
+            controller of a velocity-controlled arm, as the pushing robots of Visual Foresight
+            are commanded). Dynamics, torque limits, reward and success stay Reacher-v5's.
+        max_joint_velocity: joint speed (rad/s) of a full velocity action.
+        velocity_gain: gain of the velocity loop (torque per rad/s; 0.2 reaches the wanted
+            speed in about two steps without overshoot).
         **kwargs: passed to gymnasium's ``ReacherEnv`` (e.g. ``reward_control_weight``).
     """
 
     def __init__(self, image_size: int = 32, render_scale: int = 4, success_distance: float = SUCCESS_DISTANCE,
-                 episode_length: int = 50, terminate_on_success: bool = False, **kwargs: Any) -> None:
+                 episode_length: int = 50, terminate_on_success: bool = False, control: str = "torque",
+                 max_joint_velocity: float = 5.0, velocity_gain: float = 0.2, **kwargs: Any) -> None:
         if (not isinstance(image_size, int) or image_size < 8 or render_scale < 1 or not success_distance > 0
                 or not isinstance(episode_length, int) or episode_length < 1):
             raise ConfigError(f"mbvc/Reacher-v0 needs image_size >= 8, render_scale >= 1, success_distance > 0 and "
                               f"episode_length >= 1, got {image_size=}, {render_scale=}, {success_distance=}, "
                               f"{episode_length=}")
+        if control not in ("torque", "velocity") or not max_joint_velocity > 0 or not velocity_gain > 0:
+            raise ConfigError(f"mbvc/Reacher-v0 needs control 'torque' or 'velocity', max_joint_velocity > 0 and "
+                              f"velocity_gain > 0, got {control=}, {max_joint_velocity=}, {velocity_gain=}")
+        self.control, self.max_joint_velocity, self.velocity_gain = control, float(max_joint_velocity), float(velocity_gain)
         side = image_size * render_scale
         camera = {"distance": VIEW_HALF_EXTENT / math.tan(math.radians(22.5)), "elevation": -90.0,
                   "azimuth": 90.0, "lookat": np.zeros(3)}
@@ -127,8 +141,16 @@ class ReacherPixelsEnv(ReacherEnv):
         """Fingertip-to-target distance in metres (Reacher-v5's ``reward_dist`` is minus this)."""
         return float(np.linalg.norm(self.get_body_com("fingertip") - self.get_body_com("target")))
 
+    def torque(self, action: np.ndarray) -> np.ndarray:
+        """Reacher-v5's motor torques for an action of this env's ``control``."""
+        action = np.asarray(action, dtype=np.float64)
+        if self.control == "torque":
+            return action
+        wanted = np.clip(action, -1.0, 1.0) * self.max_joint_velocity
+        return np.clip(self.velocity_gain * (wanted - self.data.qvel[:2]), -1.0, 1.0)
+
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        _, reward, terminated, truncated, info = super().step(action)
+        _, reward, terminated, truncated, info = super().step(self.torque(action).astype(np.float32))
         self.steps += 1
         dist = self.distance()
         info.update(distance=dist, is_success=dist < self.success_distance)
@@ -185,21 +207,27 @@ class ReacherPixelsEnv(ReacherEnv):
 
 
 class ReacherDataPolicy:
-    """Data for a Reacher world model: PD control towards waypoints, with noise.
+    """Data for a Reacher world model: control towards waypoints, with noise.
 
     Per episode (from its seed), with probability ``reach_prob`` the waypoints are the target
     (the arm reaches it, as a planner will ask) and otherwise random points of the workspace,
     changed every ``hold`` steps; Gaussian noise of ``noise_std`` is added to every action, and
-    with probability ``random_prob`` an action is uniform.
+    with probability ``random_prob`` an action is uniform. Torques come from PD control (``kp``,
+    ``kd``); with ``control="velocity"`` the joint speeds asked for are ``velocity_kp`` times
+    the angles left.
 
     Args:
-        env: a ``mbvc/Reacher-v0`` env (only its action space is used; the state comes in the obs).
+        env: a ``mbvc/Reacher-v0`` env (its action space and control; the state comes in the obs).
         seed: seed when :meth:`reset` gets none.
     """
 
     def __init__(self, env: Any, reach_prob: float = 0.5, hold: int = 10, noise_std: float = 0.3,
-                 random_prob: float = 0.2, kp: float = 2.0, kd: float = 0.2, seed: int | None = None) -> None:
+                 random_prob: float = 0.2, kp: float = 2.0, kd: float = 0.2, velocity_kp: float = 4.0,
+                 seed: int | None = None) -> None:
         self.space = env.action_space
+        base = getattr(env, "unwrapped", env)
+        self.velocity = base.max_joint_velocity if getattr(base, "control", "torque") == "velocity" else None
+        self.velocity_kp = velocity_kp
         self.reach_prob, self.hold, self.noise_std, self.random_prob = reach_prob, hold, noise_std, random_prob
         self.kp, self.kd = kp, kd
         self.rng = np.random.default_rng(seed)
@@ -218,7 +246,11 @@ class ReacherDataPolicy:
             self.waypoint = target if self.reach else np.array([radius * math.cos(angle), radius * math.sin(angle)])
         self.t += 1
         q_des = inverse_kinematics(self.waypoint, near=q)
-        action = self.kp * _wrap(q_des - q) - self.kd * qdot + self.rng.normal(0.0, self.noise_std, 2)
+        if self.velocity is None:  # torques: PD control
+            action = self.kp * _wrap(q_des - q) - self.kd * qdot
+        else:  # joint velocities: proportional to the angle left, reaching it in about 1/velocity_kp s
+            action = self.velocity_kp * _wrap(q_des - q) / self.velocity
+        action = action + self.rng.normal(0.0, self.noise_std, 2)
         if self.rng.random() < self.random_prob:
             action = self.rng.uniform(self.space.low, self.space.high)
         return np.clip(action, self.space.low, self.space.high).astype(np.float32)

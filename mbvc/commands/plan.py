@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="run folder or model file of an action-conditioned world model")
     parser.add_argument("--env", required=True, help="gymnasium id, e.g. mbvc/Push-v0")
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="K=V",
-                        help="keyword arguments of gymnasium.make, values as YAML (e.g. episode_length=40)")
+                        help="keyword arguments of gymnasium.make, values as YAML (e.g. episode_length=40); "
+                        "default: those the training data was collected with, when it comes from the same env")
     parser.add_argument("--out", type=Path, required=True, help="output folder (resumed when it holds episodes)")
     parser.add_argument("--preset", help="preset whose plan and cost sections are the defaults "
                         "(default: the model's own run config)")
@@ -76,9 +77,11 @@ def run(args: argparse.Namespace) -> int:
     data = args.data
     if data is None and (trained.run_config or {}).get("data", {}).get("root"):
         data = Path(trained.run_config["data"]["root"]) / "train"
+    env_kwargs = {**data_env_kwargs(data, args.env), **env_kwargs}
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
     say(f"plan: {args.model} in {args.env}, {planner.name} {planner.population_size} x {planner.num_iterations}, "
         f"horizon {planner.horizon}, cost {cost.name}, {len(seeds)} episodes per agent"
+        + (f", env kwargs {env_kwargs}" if env_kwargs else "")
         + (f" in {args.workers} worker processes" if args.workers > 1 else "") + f" -> {args.out}")
     report = run_plan(args.model, args.env, args.out, seeds=seeds, env_kwargs=env_kwargs, cost=cost,
                       planner=planner, agents=agents, data_root=data, device=args.device,
@@ -86,6 +89,26 @@ def run(args: argparse.Namespace) -> int:
     say(results_table(report["results"]))
     say(f"results: {args.out / 'results.json'}" + (f"\nepisode GIF: {report['gif']}" if report["gif"] else ""))
     return 0
+
+
+def data_env_kwargs(data: Path | None, env_id: str) -> dict:
+    """The ``gymnasium.make`` keyword arguments the rollouts in ``data`` were collected with.
+
+    The world model learnt the dynamics of that env (a control mode, a frame skip), so planning
+    starts from them; empty when ``data`` has no manifest or comes from another env.
+    """
+    import json
+
+    manifest = None if data is None else Path(data) / "manifest.json"
+    if manifest is None or not manifest.is_file():
+        return {}
+    try:
+        spec = json.loads(manifest.read_text()).get("spec", {})
+    except (OSError, ValueError):
+        return {}  # the rollout reader reports a broken manifest with its own message
+    if not isinstance(spec, dict) or spec.get("env_id") != env_id or not isinstance(spec.get("env_kwargs"), dict):
+        return {}
+    return dict(spec["env_kwargs"])
 
 
 def _key_values(items: list[str]) -> dict:

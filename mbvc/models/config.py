@@ -39,6 +39,9 @@ class ModelConfig:
         conv_on_input: action models: encode frames/actions with two stride-2 convolutions.
         res_on_conv: action models: skip connections from the encoder to the decoder.
         num_action_ch: action dimension A (action models).
+        residual_output: predict each frame as the input frame plus the decoder's output (not
+            in the reference; off by default). What does not move is copied for free, so a
+            short run spends its updates on what moves (docs/recipe.md: Reacher).
     """
 
     name: str = "predrnn_v2"
@@ -57,6 +60,7 @@ class ModelConfig:
     conv_on_input: bool = True
     res_on_conv: bool = True
     num_action_ch: int = 4
+    residual_output: bool = False
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -193,7 +193,10 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             new_c.append(cl)
             deltas.append((dc, dm))
             net = hl
-        return self._decode(net, skips), tuple(new_h), tuple(new_c), m, deltas
+        out = self._decode(net, skips)
+        if cfg.residual_output:  # the frame it was given plus a change
+            out = out + frame
+        return out, tuple(new_h), tuple(new_c), m, deltas
 
     def _decode(self, top: torch.Tensor, skips: tuple | None) -> torch.Tensor:
         if skips is None:

@@ -111,6 +111,9 @@ def import_reference_state_dict(state: Mapping[str, torch.Tensor], config: Model
 def export_reference_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's weights in the reference layout (inverse of :func:`import_reference_state_dict`)."""
     config: ModelConfig = model.config
+    if config.residual_output:
+        raise CheckpointError("a model with residual_output=True has no reference counterpart (the reference "
+                              "predicts frames, not changes): it cannot be exported")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if not _is_fused(config):
         return state

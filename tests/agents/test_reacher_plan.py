@@ -13,7 +13,7 @@ from mbvc.cli import main  # noqa: E402
 def test_collect_train_plan_on_reacher_with_the_designated_object_cost(tmp_path):
     data = tmp_path / "data"
     common = ["--env", "mbvc/Reacher-v0", "--image-size", "32", "--episode-length", "14",
-              "--policy", "envs.reacher:data_policy", "--no-progress"]
+              "--policy", "envs.reacher:data_policy", "--env-kwargs", '{"control": "velocity"}', "--no-progress"]
     assert main(["collect", str(data / "train"), "-n", "2", *common]) == 0
     assert main(["collect", str(data / "val"), "-n", "1", "--seed", "1", *common]) == 0
     assert main(["train", "reacher-demo", "--run-dir", str(tmp_path / "model"), "--set", f"data.root={data}",
@@ -27,7 +27,19 @@ def test_collect_train_plan_on_reacher_with_the_designated_object_cost(tmp_path)
     assert set(report["results"]) == {"mpc", "random", "oracle"}  # the oracle: Reacher has get/set state
     assert report["settings"]["cost"]["name"] == "designated_object"  # the preset's cost, from the run config
     assert all(e["steps"] == 3 for e in report["results"]["mpc"]["per_episode"])
+    # planned in the env the data came from (velocity control), with the command line's kwargs on top
+    assert report["settings"]["env_kwargs"] == {"control": "velocity", "episode_length": 3}
     assert (out / "episode.gif").is_file()
+
+
+def test_plan_takes_the_env_kwargs_of_its_training_data_from_the_same_env_only(tmp_path):
+    from mbvc.commands.plan import data_env_kwargs
+
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"spec": {"env_id": "mbvc/Reacher-v0", "env_kwargs": {"control": "velocity"}}}))
+    assert data_env_kwargs(tmp_path, "mbvc/Reacher-v0") == {"control": "velocity"}
+    assert data_env_kwargs(tmp_path, "mbvc/Push-v0") == {}  # another env's settings would not fit
+    assert data_env_kwargs(tmp_path / "missing", "mbvc/Reacher-v0") == {} and data_env_kwargs(None, "x") == {}
 
 
 def test_the_designated_colour_follows_the_fingertip_in_real_reacher_frames():

@@ -68,8 +68,9 @@ def test_inverse_kinematics_reaches_points_and_the_goal_image_shows_the_arm_ther
     assert all(np.array_equal(x, y) for x, y in zip(before[:2], after[:2]))  # the state is left as it was
 
 
-def test_data_policy_reaches_the_target_in_reaching_episodes():
-    env = gym.make("mbvc/Reacher-v0", image_size=16, episode_length=50)
+@pytest.mark.parametrize("control", ["torque", "velocity"])
+def test_data_policy_reaches_the_target_in_reaching_episodes(control):
+    env = gym.make("mbvc/Reacher-v0", image_size=16, episode_length=50, control=control)
     policy = ReacherDataPolicy(env, reach_prob=1.0, noise_std=0.0, random_prob=0.0)
     policy.reset(seed=0)
     obs, _ = env.reset(seed=0)
@@ -79,6 +80,28 @@ def test_data_policy_reaches_the_target_in_reaching_episodes():
     env.close()
 
 
+def test_velocity_control_holds_the_asked_joint_speed_and_stops():
+    env = gym.make("mbvc/Reacher-v0", image_size=16, control="velocity", max_joint_velocity=4.0)
+    env.reset(seed=1)
+    base = env.unwrapped
+    qpos, qvel, _ = base.get_state()
+    base.set_state((qpos, np.zeros_like(qvel), 0))
+    for _ in range(5):
+        env.step(np.array([0.5, -1.0], dtype=np.float32))
+    np.testing.assert_allclose(base.data.qvel[:2], [2.0, -4.0], atol=0.3)
+    for _ in range(4):
+        env.step(np.zeros(2, dtype=np.float32))
+    assert np.abs(base.data.qvel[:2]).max() < 0.3
+    # the torques stay within Reacher-v5's limits, and torque control passes actions through
+    assert np.abs(base.torque(np.array([1.0, -1.0]))).max() <= 1.0
+    torque_env = gym.make("mbvc/Reacher-v0", image_size=16).unwrapped
+    np.testing.assert_array_equal(torque_env.torque(np.array([0.3, -0.7])), [0.3, -0.7])
+    env.close()
+    torque_env.close()
+
+
 def test_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="image_size"):
         gym.make("mbvc/Reacher-v0", image_size=4)
+    with pytest.raises(ConfigError, match="control"):
+        gym.make("mbvc/Reacher-v0", control="position")

@@ -208,3 +208,31 @@ def test_model_config_is_frozen_and_round_trips():
     with pytest.raises(ConfigError, match="Did you mean 'num_hidden'"):
         ModelConfig.from_dict({"num_hiden": [4]})
     assert math.isclose(cfg.decouple_beta, 0.1)
+
+
+@pytest.mark.parametrize("name,conv_on_input", [("action_cond_predrnn_v2", True), ("action_cond_predrnn_v2", False),
+                                                ("predrnn_v2", False)])
+def test_residual_output_copies_the_frame_when_the_decoder_says_no_change(name, conv_on_input):
+    cfg = tiny_config(name, residual_output=True, conv_on_input=conv_on_input, res_on_conv=conv_on_input)
+    model = build_model(cfg).eval()
+    last = "deconv_output2" if cfg.is_action and conv_on_input else "conv_last"
+    with torch.no_grad():
+        getattr(model, last).weight.zero_()
+        ctx = torch.rand(2, 3, 1, 16, 16)
+        actions = torch.randn(2, 6, 3) if cfg.is_action else None
+        pred = model.predict(ctx, 3, actions)
+    assert torch.allclose(pred, ctx[:, -1:].expand_as(pred), atol=1e-6)
+    # without the flag the same zeroed decoder predicts black frames: the flag is what copies
+    plain = build_model(tiny_config(name, conv_on_input=conv_on_input, res_on_conv=conv_on_input)).eval()
+    with torch.no_grad():
+        getattr(plain, last).weight.zero_()
+        assert plain.predict(ctx, 3, actions).abs().max() == 0
+
+
+def test_residual_output_has_no_reference_export():
+    from mbvc.errors import CheckpointError
+    from mbvc.models.reference import export_reference_state_dict
+
+    model = build_model(tiny_config("action_cond_predrnn_v2", residual_output=True))
+    with pytest.raises(CheckpointError, match="residual_output"):
+        export_reference_state_dict(model)
