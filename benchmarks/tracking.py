@@ -1,6 +1,7 @@
 """How well the designated costs' trackers follow an object and the agent, in real and predicted frames.
 
-For a Push-family environment's recorded validation rollouts: every window of ``context +
+For a Push-family environment's recorded validation rollouts (or ``mbvc/Reacher-v0``'s, where
+the object is the fingertip and there is no agent row): every window of ``context +
 horizon`` frames (``--stride`` apart) gives the world model its ``context`` real frames and the
 recorded actions of the next ``horizon`` steps; each tracker setting then follows the block
 (and the pusher's finger) through the ``horizon`` real frames and through the model's
@@ -58,6 +59,12 @@ TRACKERS = (
     Tracker("agent", 5, "ncc", 2.0),
     Tracker("agent", 7, "ncc", 2.0),
 )
+#: The settings compared for Reacher's fingertip (docs/control.md).
+REACHER_TRACKERS = (
+    Tracker("object", 1, "ssd", 4.0),
+    Tracker("object", 1, "ssd", 4.0, 0.003),
+    Tracker("object", 3, "ssd", 3.0, 0.01),
+)
 
 
 def track_error(frames: torch.Tensor, first: torch.Tensor, designated: np.ndarray, start: np.ndarray,
@@ -90,7 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", required=True, help="a trained world model (run folder or model file)")
     p.add_argument("--data", required=True, type=Path, help="validation rollouts recorded with states")
     p.add_argument("--train-data", type=Path, help="training rollouts: also score the push cost's colour detector")
-    p.add_argument("--env", default="mbvc/Push-v0", help="the Push-family env the rollouts come from")
+    p.add_argument("--env", default="mbvc/Push-v0", help="the env the rollouts come from: Push family or mbvc/Reacher-v0")
     p.add_argument("--horizon", type=int, default=10)
     p.add_argument("--stride", type=int, default=6, help="frames between window starts")
     p.add_argument("--threads", type=int, default=1)
@@ -111,19 +118,24 @@ def main(argv: list[str] | None = None) -> int:
     model = PredRNNModel(load_trained(args.model).model)
     k, h = model.context_length, args.horizon
     size = tuple(model.image_size)
-    env = gym.make(args.env, image_size=size[0])
+    manifest = json.loads((args.data / "manifest.json").read_text())
+    env = gym.make(args.env, image_size=size[0], **manifest.get("spec", {}).get("env_kwargs", {}))
     env.reset(seed=0)
-    push = env.unwrapped
-    layout = push.layout
+    base = env.unwrapped
+    reacher = hasattr(base, "designate_state")
+    trackers = REACHER_TRACKERS if reacher else TRACKERS
 
     def pixels(states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         s = states.numpy()
-        block = np.array([push.pixel_of(p, size) for p in s[:, layout.object(0)][:, :3]])
+        if reacher:  # the fingertip; no agent to follow
+            tip = np.array([base.designate_state(state, size)[0] for state in s])
+            return tip, tip
+        layout = base.layout
+        block = np.array([base.pixel_of(p, size) for p in s[:, layout.object(0)][:, :3]])
         pusher = s[:, layout.pusher]
-        finger = np.array([push.pixel_of(np.array([p[0], p[1], p[2] + FINGER_HEIGHT]), size) for p in pusher])
+        finger = np.array([base.pixel_of(np.array([p[0], p[1], p[2] + FINGER_HEIGHT]), size) for p in pusher])
         return block, finger
 
-    manifest = json.loads((args.data / "manifest.json").read_text())
     length = manifest["num_steps"] // manifest["num_episodes"]  # a collection's episodes are equally long
     episodes = RolloutDataset(args.data, seq_len=length, stride=None, uint8=True)
     # Windows inside each episode; the patch comes from the episode's first frame, as in an MPC episode.
@@ -151,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         block, finger = all_block[s0: s0 + k + h], all_finger[s0: s0 + k + h]
         for role, truth in (("object", block), ("agent", finger)):
             still[role].append(float(np.linalg.norm(truth[k:] - truth[k - 1], axis=-1).mean()))
-        for tracker in TRACKERS:
+        for tracker in trackers:
             truth = block if tracker.role == "object" else finger
             row = errors.setdefault(json.dumps(asdict(tracker)), {"real": [], "predicted": []})
             designated = all_block[0] if tracker.role == "object" else all_finger[0]
@@ -183,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         lines.append(f"| {r['role']} | {r['patch_size']} | {r['method']} | {r['search_radius']} | "
                      f"{r['temperature'] or 'default'} | {r['real_px']:.2f} | {r['predicted_px']:.2f} |")
-    lines.append(f"| (standing still) | | | | | object {report['standing_still_px']['object']:.2f}, "
-                 f"agent {report['standing_still_px']['agent']:.2f} | |")
+    lines.append(f"| (standing still) | | | | | object {report['standing_still_px']['object']:.2f}"
+                 + ("" if reacher else f", agent {report['standing_still_px']['agent']:.2f}") + " | |")
     save_results(args.out, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

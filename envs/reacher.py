@@ -88,12 +88,16 @@ class ReacherPixelsEnv(ReacherEnv):
         max_joint_velocity: joint speed (rad/s) of a full velocity action.
         velocity_gain: gain of the velocity loop (torque per rad/s; 0.2 reaches the wanted
             speed in about two steps without overshoot).
+        fingertip_rgb: draw the fingertip in this colour (three numbers in [0, 1]) instead of
+            Reacher's teal, close to the arm's own; only its look changes. A colour of its own
+            is what a designated-pixel tracker and a small world model keep apart from the arm.
         **kwargs: passed to gymnasium's ``ReacherEnv`` (e.g. ``reward_control_weight``).
     """
 
     def __init__(self, image_size: int = 32, render_scale: int = 4, success_distance: float = SUCCESS_DISTANCE,
                  episode_length: int = 50, terminate_on_success: bool = False, control: str = "torque",
-                 max_joint_velocity: float = 5.0, velocity_gain: float = 0.2, **kwargs: Any) -> None:
+                 max_joint_velocity: float = 5.0, velocity_gain: float = 0.2,
+                 fingertip_rgb: tuple[float, float, float] | list[float] | None = None, **kwargs: Any) -> None:
         if (not isinstance(image_size, int) or image_size < 8 or render_scale < 1 or not success_distance > 0
                 or not isinstance(episode_length, int) or episode_length < 1):
             raise ConfigError(f"mbvc/Reacher-v0 needs image_size >= 8, render_scale >= 1, success_distance > 0 and "
@@ -102,6 +106,9 @@ class ReacherPixelsEnv(ReacherEnv):
         if control not in ("torque", "velocity") or not max_joint_velocity > 0 or not velocity_gain > 0:
             raise ConfigError(f"mbvc/Reacher-v0 needs control 'torque' or 'velocity', max_joint_velocity > 0 and "
                               f"velocity_gain > 0, got {control=}, {max_joint_velocity=}, {velocity_gain=}")
+        if fingertip_rgb is not None and (np.shape(fingertip_rgb) != (3,) or not np.all(np.isfinite(fingertip_rgb))
+                                          or np.min(fingertip_rgb) < 0 or np.max(fingertip_rgb) > 1):
+            raise ConfigError(f"mbvc/Reacher-v0 fingertip_rgb must be three numbers in [0, 1], got {fingertip_rgb!r}")
         self.control, self.max_joint_velocity, self.velocity_gain = control, float(max_joint_velocity), float(velocity_gain)
         side = image_size * render_scale
         camera = {"distance": VIEW_HALF_EXTENT / math.tan(math.radians(22.5)), "elevation": -90.0,
@@ -124,6 +131,8 @@ class ReacherPixelsEnv(ReacherEnv):
         self.model.geom_size[target, :2] = (self.success_distance, 0.001)
         self.model.geom_pos[target, 2] = -0.009  # the target body sits 1 cm above the table
         self.model.geom_size[tip, 0] = 0.018
+        if fingertip_rgb is not None:
+            self.model.geom_rgba[tip, :3] = fingertip_rgb
         self.model.vis.global_.fovy = 45.0
 
     # -- observations -------------------------------------------------------------------------
@@ -204,6 +213,14 @@ class ReacherPixelsEnv(ReacherEnv):
     def designate(self, size: tuple[int, int]) -> tuple[tuple[float, float], tuple[float, float]]:
         """The fingertip's pixel (the object) and the target's (where it should go) in a ``size`` frame."""
         return self.pixel_of(self.get_body_com("fingertip"), size), self.pixel_of(self.get_body_com("target"), size)
+
+    def designate_state(self, state: np.ndarray, size: tuple[int, int]) -> tuple[tuple[float, float], tuple[float, float]]:
+        """:meth:`designate` for a recorded observation ``state`` (Reacher-v5's 10 numbers: the
+        target's position at 4:6, fingertip minus target at 8:10); the arm moves in a plane."""
+        state = np.asarray(state, dtype=np.float64)
+        target = np.array([state[4], state[5], self.get_body_com("target")[2]])
+        tip = np.array([state[4] + state[8], state[5] + state[9], self.get_body_com("fingertip")[2]])
+        return self.pixel_of(tip, size), self.pixel_of(target, size)
 
 
 class ReacherDataPolicy:

@@ -100,8 +100,27 @@ def test_velocity_control_holds_the_asked_joint_speed_and_stops():
     torque_env.close()
 
 
+def test_designate_state_reads_the_pixels_from_a_recorded_observation(env):
+    obs, _ = env.reset(seed=4)
+    for _ in range(3):
+        obs, *_ = env.step(env.action_space.sample())
+    live = env.unwrapped.designate((32, 32))
+    assert np.allclose(env.unwrapped.designate_state(obs["state"], (32, 32)), live, atol=1e-6)
+
+
+def test_fingertip_colour_is_drawn_where_the_fingertip_is():
+    env = gym.make("mbvc/Reacher-v0", image_size=32, fingertip_rgb=[1.0, 0.85, 0.1])
+    obs, _ = env.reset(seed=5)
+    r, c = (int(round(v)) for v in env.unwrapped.designate((32, 32))[0])
+    red, green, blue = obs["image"][r, c].astype(int)
+    assert red > blue + 50 and green > blue + 50  # yellow, where Reacher's teal has blue > red
+    env.close()
+
+
 def test_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="image_size"):
         gym.make("mbvc/Reacher-v0", image_size=4)
     with pytest.raises(ConfigError, match="control"):
         gym.make("mbvc/Reacher-v0", control="position")
+    with pytest.raises(ConfigError, match="fingertip_rgb"):
+        gym.make("mbvc/Reacher-v0", fingertip_rgb=[255, 0, 0])
