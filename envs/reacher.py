@@ -91,18 +91,23 @@ class ReacherPixelsEnv(ReacherEnv):
         fingertip_rgb: draw the fingertip in this colour (three numbers in [0, 1]) instead of
             Reacher's teal, close to the arm's own; only its look changes. A colour of its own
             is what a designated-pixel tracker and a small world model keep apart from the arm.
+        fingertip_radius: radius (m) the fingertip is drawn with (1.8 cm by default, Reacher's
+            1 cm made visible at 32x32); only its look changes (no contacts).
         **kwargs: passed to gymnasium's ``ReacherEnv`` (e.g. ``reward_control_weight``).
     """
 
     def __init__(self, image_size: int = 32, render_scale: int = 4, success_distance: float = SUCCESS_DISTANCE,
                  episode_length: int = 50, terminate_on_success: bool = False, control: str = "torque",
                  max_joint_velocity: float = 5.0, velocity_gain: float = 0.2,
-                 fingertip_rgb: tuple[float, float, float] | list[float] | None = None, **kwargs: Any) -> None:
+                 fingertip_rgb: tuple[float, float, float] | list[float] | None = None,
+                 fingertip_radius: float = 0.018, **kwargs: Any) -> None:
         if (not isinstance(image_size, int) or image_size < 8 or render_scale < 1 or not success_distance > 0
                 or not isinstance(episode_length, int) or episode_length < 1):
             raise ConfigError(f"mbvc/Reacher-v0 needs image_size >= 8, render_scale >= 1, success_distance > 0 and "
                               f"episode_length >= 1, got {image_size=}, {render_scale=}, {success_distance=}, "
                               f"{episode_length=}")
+        if not 0 < fingertip_radius <= 0.05:
+            raise ConfigError(f"mbvc/Reacher-v0 fingertip_radius must be in (0, 0.05] m, got {fingertip_radius!r}")
         if control not in ("torque", "velocity") or not max_joint_velocity > 0 or not velocity_gain > 0:
             raise ConfigError(f"mbvc/Reacher-v0 needs control 'torque' or 'velocity', max_joint_velocity > 0 and "
                               f"velocity_gain > 0, got {control=}, {max_joint_velocity=}, {velocity_gain=}")
@@ -130,7 +135,7 @@ class ReacherPixelsEnv(ReacherEnv):
         self.model.geom_type[target] = mujoco.mjtGeom.mjGEOM_CYLINDER
         self.model.geom_size[target, :2] = (self.success_distance, 0.001)
         self.model.geom_pos[target, 2] = -0.009  # the target body sits 1 cm above the table
-        self.model.geom_size[tip, 0] = 0.018
+        self.model.geom_size[tip, 0] = fingertip_radius
         if fingertip_rgb is not None:
             self.model.geom_rgba[tip, :3] = fingertip_rgb
         self.model.vis.global_.fovy = 45.0
