@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents.models import PredRNNModel
     from envs.scene import FINGER_HEIGHT
+    from mbvc.commands.plan import data_env_kwargs
     from mbvc.data.rollouts import RolloutDataset
     from mbvc.training.artifacts import load_trained
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     k, h = model.context_length, args.horizon
     size = tuple(model.image_size)
     manifest = json.loads((args.data / "manifest.json").read_text())
-    env = gym.make(args.env, image_size=size[0], **manifest.get("spec", {}).get("env_kwargs", {}))
+    env = gym.make(args.env, image_size=size[0], **data_env_kwargs(args.data, args.env))  # the data's dynamics and look
     env.reset(seed=0)
     base = env.unwrapped
     reacher = hasattr(base, "designate_state")
