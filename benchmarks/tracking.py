@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         from agents.push import PushCost, background_image
         detector = PushCost(background_image(args.train_data))
     errors: dict[str, dict[str, list[float]]] = {}
-    still = {"object": [], "agent": []}
+    still: dict[str, list[float]] = {role: [] for role in ("object", "agent") if any(t.role == role for t in trackers)}
     for e, s0 in ((e, s0) for e in range(len(episodes)) for s0 in starts):
         if s0 == 0:  # a new episode: read it and project its states once
             episode = episodes[e]
@@ -163,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         real = frames[k:]
         block, finger = all_block[s0: s0 + k + h], all_finger[s0: s0 + k + h]
         for role, truth in (("object", block), ("agent", finger)):
-            still[role].append(float(np.linalg.norm(truth[k:] - truth[k - 1], axis=-1).mean()))
+            if role in still:  # only the roles some tracker follows
+                still[role].append(float(np.linalg.norm(truth[k:] - truth[k - 1], axis=-1).mean()))
         for tracker in trackers:
             truth = block if tracker.role == "object" else finger
             row = errors.setdefault(json.dumps(asdict(tracker)), {"real": [], "predicted": []})
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {r['role']} | {r['patch_size']} | {r['method']} | {r['search_radius']} | "
                      f"{r['temperature'] or 'default'} | {r['real_px']:.2f} | {r['predicted_px']:.2f} |")
     lines.append(f"| (standing still) | | | | | object {report['standing_still_px']['object']:.2f}"
-                 + ("" if reacher else f", agent {report['standing_still_px']['agent']:.2f}") + " | |")
+                 + (f", agent {report['standing_still_px']['agent']:.2f}" if "agent" in still else "") + " | |")
     save_results(args.out, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

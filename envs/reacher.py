@@ -248,7 +248,7 @@ class ReacherDataPolicy:
                  seed: int | None = None) -> None:
         self.space = env.action_space
         base = getattr(env, "unwrapped", env)
-        self.velocity = base.max_joint_velocity if getattr(base, "control", "torque") == "velocity" else None
+        self.max_speed = base.max_joint_velocity if getattr(base, "control", "torque") == "velocity" else None
         self.velocity_kp = velocity_kp
         self.reach_prob, self.hold, self.noise_std, self.random_prob = reach_prob, hold, noise_std, random_prob
         self.kp, self.kd = kp, kd
@@ -268,10 +268,10 @@ class ReacherDataPolicy:
             self.waypoint = target if self.reach else np.array([radius * math.cos(angle), radius * math.sin(angle)])
         self.t += 1
         q_des = inverse_kinematics(self.waypoint, near=q)
-        if self.velocity is None:  # torques: PD control
+        if self.max_speed is None:  # torques: PD control
             action = self.kp * _wrap(q_des - q) - self.kd * qdot
         else:  # joint velocities: proportional to the angle left, reaching it in about 1/velocity_kp s
-            action = self.velocity_kp * _wrap(q_des - q) / self.velocity
+            action = self.velocity_kp * _wrap(q_des - q) / self.max_speed
         action = action + self.rng.normal(0.0, self.noise_std, 2)
         if self.rng.random() < self.random_prob:
             action = self.rng.uniform(self.space.low, self.space.high)
