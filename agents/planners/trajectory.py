@@ -74,7 +74,7 @@ class TrajectoryOptimizer:
             raise ShapeError(
                 f"initial_value of shape {tuple(value.shape)} does not broadcast to {action_dim=}"
             ) from None
-        self.previous_solution = self._initial_plan()
+        self.reset()
 
     @property
     def action_dim(self) -> int:
@@ -84,6 +84,7 @@ class TrajectoryOptimizer:
     def reset(self) -> None:
         """Forget the previous plan (start of an episode)."""
         self.previous_solution = self._initial_plan()
+        self.previous_elites: torch.Tensor | None = None  # the last plan and its elites, K x H x A
 
     def optimize(self, objective: Objective, executed: int = 0) -> torch.Tensor:
         """Plan, starting from the previous plan shifted by the ``executed`` steps.
@@ -98,16 +99,28 @@ class TrajectoryOptimizer:
         if executed < 0:
             raise ConfigError(f"executed must be >= 0, got {executed=}")
         x0 = self.shifted(executed) if self.keep_last_solution else self._initial_plan()
-        plan = self.optimizer.optimize(objective, x0)
+        shift = self.keep_last_solution and self.optimizer.shift_elites
+        candidates = None
+        if shift and self.previous_elites is not None:
+            # iCEM's shifted elites: the last plan's best sequences, advanced like x0, compete in
+            # the first iteration, so a plan is only abandoned for one that scores better now.
+            candidates = torch.stack([self._shift(e, executed) for e in self.previous_elites])
+        plan = self.optimizer.optimize(objective, x0, candidates)
         self.previous_solution = plan.detach().clone()
+        if shift:
+            elites = self.optimizer.last_elites
+            kept = [plan.detach()] + ([] if elites is None else list(elites.detach()))
+            self.previous_elites = torch.stack(kept)
         return plan
 
     def shifted(self, steps: int) -> torch.Tensor:
         """The previous plan advanced ``steps`` in time, padded with the initial value (``H x A``)."""
+        return self._shift(self.previous_solution, steps)
+
+    def _shift(self, plan: torch.Tensor, steps: int) -> torch.Tensor:
         steps = min(steps, self.horizon)
-        prev = self.previous_solution
-        pad = self.initial_value.expand(steps, self.action_dim)
-        return torch.cat([prev[steps:], pad], dim=0)
+        pad = self.initial_value.to(plan.device).expand(steps, self.action_dim)
+        return torch.cat([plan[steps:], pad], dim=0)
 
     def _initial_plan(self) -> torch.Tensor:
         return self.initial_value.expand(self.horizon, self.action_dim).clone()
