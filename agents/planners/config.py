@@ -27,8 +27,8 @@ class PlannerConfig:
         min_std: std floor.
         noise_beta: coloured noise exponent; ``None`` = the method's default (iCEM 2, else 0).
         keep_elites: fraction of elites carried over (``None`` = iCEM 0.3, CEM 0).
-        shift_elites: CEM / iCEM: the previous plan and its carried elites, shifted in time,
-            compete in the next plan's first iteration (iCEM's "shift elites"); off by default.
+        shift_elites: the previous plan and its carried elites (MPPI: the plan alone), shifted
+            in time, compete in the next plan's first iteration (iCEM's "shift elites"); off by default.
         temperature: MPPI temperature relative to the cost range.
         seed: planner seed (``None``: torch's global RNG).
         horizon: planning horizon H of an MPC agent (actions per plan).
