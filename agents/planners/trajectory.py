@@ -104,23 +104,23 @@ class TrajectoryOptimizer:
         if shift and self.previous_elites is not None:
             # iCEM's shifted elites: the last plan's best sequences, advanced like x0, compete in
             # the first iteration, so a plan is only abandoned for one that scores better now.
-            candidates = torch.stack([self._shift(e, executed) for e in self.previous_elites])
+            candidates = self._shift(self.previous_elites, executed)
         plan = self.optimizer.optimize(objective, x0, candidates)
         self.previous_solution = plan.detach().clone()
         if shift:
             elites = self.optimizer.last_elites
-            kept = [plan.detach()] + ([] if elites is None else list(elites.detach()))
-            self.previous_elites = torch.stack(kept)
+            self.previous_elites = plan.detach()[None] if elites is None else torch.cat([plan.detach()[None], elites])
         return plan
 
     def shifted(self, steps: int) -> torch.Tensor:
         """The previous plan advanced ``steps`` in time, padded with the initial value (``H x A``)."""
         return self._shift(self.previous_solution, steps)
 
-    def _shift(self, plan: torch.Tensor, steps: int) -> torch.Tensor:
+    def _shift(self, plans: torch.Tensor, steps: int) -> torch.Tensor:
+        """``plans`` (``... x H x A``) advanced ``steps`` in time, padded with the initial value."""
         steps = min(steps, self.horizon)
-        pad = self.initial_value.to(plan.device).expand(steps, self.action_dim)
-        return torch.cat([plan[steps:], pad], dim=0)
+        pad = self.initial_value.expand(*plans.shape[:-2], steps, self.action_dim)
+        return torch.cat([plans[..., steps:, :], pad], dim=-2)
 
     def _initial_plan(self) -> torch.Tensor:
         return self.initial_value.expand(self.horizon, self.action_dim).clone()

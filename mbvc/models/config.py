@@ -41,7 +41,8 @@ class ModelConfig:
         num_action_ch: action dimension A (action models).
         residual_output: predict each frame as the input frame plus the decoder's output (not
             in the reference; off by default). What does not move is copied for free, so a
-            short run spends its updates on what moves (docs/recipe.md: Reacher).
+            short run spends its updates on what moves (docs/control.md: Reacher;
+            not kept for Push, docs/recipe.md).
     """
 
     name: str = "predrnn_v2"
