@@ -79,16 +79,23 @@ def _planning(section: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "## Planning latency per control step (MPC replanning every step)", "",
              "Goal-image cost against a random goal, random observations, random weights (latency does not depend "
-             "on them); one `MPCAgent.act` call timed end to end. iCEM evaluates as many candidates as CEM.", "",
+             "on them); one `MPCAgent.act` call timed end to end. iCEM evaluates as many candidates as CEM. "
+             "TFLOP per step: convolutions and matmuls of one counted step (FlopCounterMode); \"ms at ceiling\": "
+             "that work at the train section's bf16 matmul rate, the floor no implementation goes below.", "",
              "| model | precision | planner | N x iterations x H | model calls / step | median ms | p90 ms | "
-             "target ms | meets |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "TFLOP / step | TFLOP/s | of matmul ceiling | ms at ceiling | target ms | meets |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         problem = _problem(r)
         if problem:
-            lines.append(f"| {r['model']} | {r['precision']} | {r['planner']} | {problem} | | | | | |")
+            lines.append(f"| {r['model']} | {r['precision']} | {r['planner']} | {problem} | | | | | | | | | |")
             continue
+        flops = r.get("flops_per_step")
+        frac = r.get("fraction_of_matmul_peak")
         lines.append(f"| {r['model']} | {r['precision']} | {r['planner']} | {r['population']} x {r['iterations']} x "
                      f"{r['horizon']} | {r['model_calls_per_step']} | {_f(r['median_ms'], 1)} | {_f(r['p90_ms'], 1)} | "
+                     f"{_f(flops / 1e12 if flops else None, 3)} | {_f(r.get('tflops'), 1)} | "
+                     f"{_f(100 * frac if frac else None, 1, '%')} | {_f(r.get('ms_at_matmul_peak'), 1)} | "
                      f"{_f(r['target_ms'], 0)} | {_f(r['meets_target'])} |")
     return lines
 

@@ -306,11 +306,14 @@ def section_planning(sec: Section) -> None:
     warmup, steps = (1, 1) if sec.tiny else (2, 8)
     cases = (("push-demo", "push-demo", None), ("bair-predrnn-v2 (full size)", "bair-predrnn-v2", TARGET_PLAN_MS))
     set_tf32(True)
+    # the matmul ceiling the train section measured, when it ran (this section may run alone)
+    peak = load_results(sec.out_dir).get("sections", {}).get("train", {}).get("matmul_peak", {}).get("tflops")
     rng = np.random.default_rng(0)
     for label, preset, target in cases:
         cfg = model_config(preset, sec.tiny)
         torch.manual_seed(0)
         net = build_model(cfg).to(sec.device)
+        flops_per_call = None  # counted once per model: it does not depend on precision or planner
         h, w = cfg.img_height, cfg.img_width
         observations = rng.integers(0, 256, size=(warmup + steps, h, w, 3), dtype=np.uint8)
         goal = torch.from_numpy(rng.random((cfg.img_channel, h, w), dtype=np.float32))
@@ -332,12 +335,20 @@ def section_planning(sec: Section) -> None:
                     if i >= warmup:
                         times.append(time.perf_counter() - t0)
                 median_ms = 1000 * statistics.median(times)
+                if flops_per_call is None:  # one more step, counted, at the same history length
+                    flops_per_call = step_flops(lambda _: agent.act({"image": observations[-1]}))
+                    flops_per_call /= planner.info.num_evaluations
+                flops = flops_per_call * planner.info.num_evaluations
+                tflops = flops / median_ms * 1e3 / 1e12
                 sec.emit({"model": label, "preset": preset, "params": sum(p.numel() for p in net.parameters()),
                           "frames": f"{cfg.img_channel}x{h}x{w}", "precision": precision, "planner": planner_name,
                           "population": pop, "iterations": its, "horizon": horizon,
                           "model_calls_per_step": planner.info.num_evaluations, "steps": steps,
                           "median_ms": median_ms, "p90_ms": 1000 * float(np.percentile(times, 90)),
                           "min_ms": 1000 * min(times), "target_ms": target,
+                          "flops_per_step": flops, "tflops": tflops,
+                          "fraction_of_matmul_peak": tflops / peak if peak else None,
+                          "ms_at_matmul_peak": flops / (peak * 1e12) * 1e3 if peak else None,
                           "meets_target": None if target is None else median_ms <= target})
         del net
         if sec.cuda:

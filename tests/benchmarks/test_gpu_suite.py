@@ -67,6 +67,11 @@ def test_planning_rows_compare_cem_and_icem_at_equal_model_calls(dry_run: Path) 
         assert r["model_calls_per_step"] == r["population"] * r["iterations"]
         assert r["median_ms"] > 0
         assert isinstance(r["meets_target"], bool) == (r["preset"] == "bair-predrnn-v2")
+        # counted work: the same per model call for every planner and precision of a model
+        assert r["flops_per_step"] > 0 and r["tflops"] == pytest.approx(r["flops_per_step"] / r["median_ms"] / 1e9)
+        assert 0 < r["fraction_of_matmul_peak"] and r["ms_at_matmul_peak"] > 0
+    per_call = {(r["preset"], r["flops_per_step"] / r["model_calls_per_step"]) for r in rows}
+    assert len(per_call) == 2
 
 
 def test_eval_and_curve_rows(dry_run: Path) -> None:
