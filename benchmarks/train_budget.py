@@ -167,11 +167,16 @@ def markdown(report: dict[str, Any]) -> str:
     def f(x: float | None, d: int = 2) -> str:
         return "n/a" if x is None else f"{x:.{d}f}"
 
+    if any("raw_weights" in p for p in report["curve"]):  # train.ema_decay: the average is the model
+        lines[-2] = lines[-2].rstrip(" |") + " | MSE, raw weights | SSIM, raw weights |"
+        lines[-1] += " --- | --- |"
+
     for p in report["curve"]:
         s = p["model"]
         lines.append(f"| {p['iteration']} | {p['train_s'] / 60:.1f} | {p['wall_s'] / 60:.1f} | "
                      f"{f(p['train_loss'], 4)} | {f(s['mse'])} | {f(s['mae'])} | {f(s['psnr'])} | "
-                     f"{f(s['ssim'], 4)} | {f(s['lpips'], 4)} |")
+                     f"{f(s['ssim'], 4)} | {f(s['lpips'], 4)} |"
+                     + (f" {f(p['raw_weights']['mse'])} | {f(p['raw_weights']['ssim'], 4)} |" if "raw_weights" in p else ""))
     for name in ("copy_last", "mean_frame"):
         s = b[name]
         lines.append(f"| {name.replace('_', '-')} baseline | | | | {f(s['mse'])} | {f(s['mae'])} | "
@@ -252,7 +257,10 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
     def checkpoint() -> None:
         nonlocal eval_s, losses
         t0 = time.monotonic()
-        result = evaluate(trainer.model, loader, eval_cfg, device=device, lpips_module=lpips_module)
+        result = evaluate(trainer.inference_model, loader, eval_cfg, device=device, lpips_module=lpips_module)
+        # with train.ema_decay the raw weights are scored too: the average's gain in the same run
+        raw = (score(evaluate(trainer.model, loader, eval_cfg, device=device, lpips_module=lpips_module))["model"]
+               if trainer.ema is not None else None)
         eval_s += time.monotonic() - t0
         scores = score(result)
         baselines.update({k: v for k, v in scores.items() if k != "model"})
@@ -261,6 +269,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
                  "lr": trainer.scheduler.get_last_lr()[0],
                  "train_loss": sum(losses) / len(losses) if losses else None,
                  "load_average": os.getloadavg()[0], "model": scores["model"],
+                 **({"raw_weights": raw} if raw is not None else {}),
                  "per_frame_mse": result.per_frame["model"]["mse"]}
         curve.append(point)
         losses = []
@@ -287,7 +296,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
             checkpoint()
     if curve[-1]["iteration"] != trainer.iteration:
         checkpoint()
-    model_path = save_model(trainer.model, run_dir / "model.safetensors",
+    model_path = save_model(trainer.inference_model, run_dir / "model.safetensors",
                             {"iteration": trainer.iteration, "run_config": cfg.to_yaml()})
     trainer.logger.close()
 

@@ -50,6 +50,9 @@ class TrainConfig:
         warmup_iters: warm-up iterations.
         min_lr_ratio: final learning rate as a fraction of ``lr`` for decaying schedules.
         grad_clip: clip the global gradient norm to this value; 0 disables clipping.
+        ema_decay: keep an exponential moving average of the weights with this decay (e.g.
+            0.999: about the last 1000 iterations; warmed up as ``(1 + n) / (10 + n)``) and
+            validate and export it instead of the last step's weights; 0 (default) disables it.
         motion_weight: weight of an extra loss term, the squared error weighted by how much each
             target pixel changed since the previous frame (:func:`mbvc.models.losses.motion_weighted_mse`);
             0 disables it. Puts the loss on the few pixels that move (a pushed block).
@@ -89,6 +92,7 @@ class TrainConfig:
     warmup_iters: int = 0
     min_lr_ratio: float = 0.0
     grad_clip: float = 0.0
+    ema_decay: float = 0.0
     motion_weight: float = 0.0
     reverse_input: bool = True
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
@@ -120,6 +124,8 @@ class TrainConfig:
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError(f"train needs lr > 0, weight_decay >= 0, grad_clip >= 0, got "
                               f"{self.lr=} {self.weight_decay=} {self.grad_clip=}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         if self.time_limit_min is not None and self.time_limit_min <= 0:

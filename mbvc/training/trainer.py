@@ -30,6 +30,7 @@ from mbvc.models.checkpoint import load_state_dict_checked
 from mbvc.training.checkpoint import CheckpointManager, rng_states, set_rng_states
 from mbvc.training.config import EvalSettings, TrainConfig
 from mbvc.training.distributed import BatchStream, DistInfo, all_reduce_mean, barrier, broadcast_flag
+from mbvc.training.ema import WeightEMA
 from mbvc.training.logger import Logger
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ class Trainer:
         self.stream = BatchStream(train_set, cfg.batch_size, cfg.seed, info, cfg.num_workers,
                                   pin_memory=self.device.type == "cuda")
         self.model.setup_training(cfg, batch_size=cfg.batch_size, rank=info.rank, world_size=info.world_size)
+        # Every rank keeps the average (the same weights everywhere): any rank can export it.
+        self.ema = WeightEMA(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.ckpts = CheckpointManager(self.run_dir / "checkpoints", cfg.keep_last)
         self.eval_settings = eval_settings
         self.val_loader = None
@@ -141,6 +144,11 @@ class Trainer:
         self.iteration, self.best = 0, None
         self._metric_names = ["loss"]
         self.seconds_per_iteration: float | None = None  # measured for train.time_budget_min
+
+    @property
+    def inference_model(self) -> WorldModel:
+        """The weights validated and exported: the moving average with ``train.ema_decay``, else the model."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
@@ -158,6 +166,7 @@ class Trainer:
             "iterations": self.cfg.iterations,
             "seconds_per_iteration": self.seconds_per_iteration,
             "config": self.config_yaml,
+            **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
@@ -179,6 +188,14 @@ class Trainer:
         self.model.load_training_state(state.get("training_state", legacy))
         set_rng_states(state["rng"])
         self.iteration, self.best = int(state["iteration"]), state.get("best")
+        if self.ema is not None:
+            if "ema" in state:
+                load_state_dict_checked(self.ema.module, state["ema"]["weights"], f"{source} (ema)")
+                self.ema.updates = int(state["ema"]["updates"])
+            else:  # a run resumed with train.ema_decay newly set: average from here on
+                log.warning("%s has no weight average: train.ema_decay starts averaging at iteration %d",
+                            source, self.iteration)
+                self.ema = WeightEMA(self.model, self.cfg.ema_decay)
         if self.cfg.time_budget_min is not None and state.get("seconds_per_iteration") is not None:
             # Keep the count the budget was fitted to: timing again would change the schedule.
             self.seconds_per_iteration = float(state["seconds_per_iteration"])
@@ -242,6 +259,8 @@ class Trainer:
         parts = sum(p for p, _ in results) / len(results)
         norm = max(n for _, n in results)
         self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
         values = parts.tolist()
         for key, v in zip(self._metric_names, values):
             self.logger.record_mean(f"train/{key}", v)
@@ -264,7 +283,8 @@ class Trainer:
                 self._lpips, status = resolve_lpips(settings.eval_config(), self.device)
                 self._val_lpips = status.available  # absent weights: warn once, not every validation
             cfg = settings.eval_config(max_batches=settings.val_batches, lpips=self._val_lpips)
-            result = evaluate(self.model, self.val_loader, cfg, device=self.device, lpips_module=self._lpips)
+            result = evaluate(self.inference_model, self.val_loader, cfg, device=self.device,
+                              lpips_module=self._lpips)
             for method in result.methods:
                 prefix = "eval" if method == "model" else f"eval_{method}"
                 for metric in result.per_frame[method]:
@@ -289,12 +309,15 @@ class Trainer:
         if self.best is None or sign * (value - self.best["value"]) > 0:
             self.best = {"metric": metric, "value": value, "iteration": self.iteration}
             self.ckpts.save_best(self.state_dict())
-            save_model(self.model, self.run_dir / "best.safetensors", self._model_metadata())
+            save_model(self.inference_model, self.run_dir / "best.safetensors", self._model_metadata())
             log.info("new best eval/%s %.4f at iteration %d", metric, value, self.iteration)
 
     # ------------------------------------------------------------------ loop
     def _model_metadata(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "run_config": self.config_yaml}
+        meta: dict[str, Any] = {"iteration": self.iteration, "run_config": self.config_yaml}
+        if self.ema is not None:
+            meta["weights"] = f"exponential moving average, decay {self.ema.decay:g}"
+        return meta
 
     def _save(self) -> None:
         # A finite loss can still be followed by a step that leaves NaN/inf weights (e.g. an
@@ -367,7 +390,7 @@ class Trainer:
             self._save()
         model_path = None
         if self.info.is_main:
-            model_path = save_model(self.model, self.run_dir / "model.safetensors", self._model_metadata())
+            model_path = save_model(self.inference_model, self.run_dir / "model.safetensors", self._model_metadata())
             log.info("model written to %s (iteration %d)", model_path, self.iteration)
         return TrainResult(self.iteration, model_path, time.monotonic() - start, last_eval, self.best, losses,
                            cfg.iterations, self.seconds_per_iteration)
