@@ -11,6 +11,8 @@ import copy
 
 import torch
 
+from mbvc.models.checkpoint import load_state_dict_checked
+
 
 class WeightEMA:
     """A frozen copy of ``model`` whose parameters follow the model's by an exponential average.
@@ -42,9 +44,8 @@ class WeightEMA:
     def update(self, model: torch.nn.Module) -> None:
         """Move the averaged weights towards ``model``'s (call after each optimiser step)."""
         weight = 1.0 - self.current_decay()
-        ema = [p for p in self.module.parameters()]
-        live = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema, live, weight)
+        # one fused lerp over all tensors (what torch.optim.swa_utils' EMA helper does)
+        torch._foreach_lerp_(list(self.module.parameters()), [p.detach() for p in model.parameters()], weight)
         for mine, theirs in zip(self.module.buffers(), model.buffers()):
             mine.copy_(theirs)
         self.updates += 1
@@ -54,7 +55,7 @@ class WeightEMA:
         return {"updates": self.updates,
                 "weights": {k: v.detach().cpu() for k, v in self.module.state_dict().items()}}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        """Restore :meth:`state_dict`'s output."""
-        self.module.load_state_dict(state["weights"])  # type: ignore[arg-type]
+    def load_state_dict(self, state: dict[str, object], source: str = "checkpoint") -> None:
+        """Restore :meth:`state_dict`'s output; a mismatch names ``source`` and the keys."""
+        load_state_dict_checked(self.module, state["weights"], f"{source} (weight average)")  # type: ignore[arg-type]
         self.updates = int(state["updates"])  # type: ignore[arg-type]

@@ -190,8 +190,7 @@ class Trainer:
         self.iteration, self.best = int(state["iteration"]), state.get("best")
         if self.ema is not None:
             if "ema" in state:
-                load_state_dict_checked(self.ema.module, state["ema"]["weights"], f"{source} (ema)")
-                self.ema.updates = int(state["ema"]["updates"])
+                self.ema.load_state_dict(state["ema"], source)
             else:  # a run resumed with train.ema_decay newly set: average from here on
                 log.warning("%s has no weight average: train.ema_decay starts averaging at iteration %d",
                             source, self.iteration)
