@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a preset field, e.g. model.num_hidden=[32,32] or plan.name=icem (repeatable)")
     parser.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--seed", type=int, help="the one seed of data, training, planning and goals (demo.seed)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (demo.threads; default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (demo.threads, 2 in push-demo: the weights depend on the thread count)")
     parser.add_argument("--tiny", action="store_true",
                         help="tiny configuration for tests: a few 16x16 episodes, a few iterations, few candidates")
     parser.add_argument("--force", action="store_true",

@@ -98,6 +98,8 @@ def test_default_training_is_a_fixed_number_of_iterations(monkeypatch):
     settings = demo_settings()
     assert settings.demo.train_minutes is None and settings.run.train.time_limit_min is None
     assert settings.run.train.iterations >= 1000  # the demo's number lives in the preset
+    # a fixed thread count, not one per core: CPU sums (and so the weights) depend on it
+    assert settings.demo.threads == 2
     calls = []
     monkeypatch.setattr(agents.budget, "seconds_per_iteration", lambda *a, **k: calls.append(1) or 0.01)
     budgeted = demo_settings(tiny=True, overrides=[*QUIET, "demo.train_minutes=0.5"])
