@@ -296,8 +296,7 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
             checkpoint()
     if curve[-1]["iteration"] != trainer.iteration:
         checkpoint()
-    model_path = save_model(trainer.inference_model, run_dir / "model.safetensors",
-                            {"iteration": trainer.iteration, "run_config": cfg.to_yaml()})
+    model_path = save_model(trainer.inference_model, run_dir / "model.safetensors", trainer.model_metadata())
     trainer.logger.close()
 
     machine["load_average_end"] = list(os.getloadavg())

@@ -33,6 +33,7 @@ class WeightEMA:
         self.decay = decay
         self.module = copy.deepcopy(model).eval()
         self.module.requires_grad_(False)
+        self._params = list(self.module.parameters())  # the lerp's destinations, fixed for the copy's life
         self.updates = 0
 
     def current_decay(self) -> float:
@@ -45,7 +46,7 @@ class WeightEMA:
         """Move the averaged weights towards ``model``'s (call after each optimiser step)."""
         weight = 1.0 - self.current_decay()
         # one fused lerp over all tensors (what torch.optim.swa_utils' EMA helper does)
-        torch._foreach_lerp_(list(self.module.parameters()), [p.detach() for p in model.parameters()], weight)
+        torch._foreach_lerp_(self._params, [p.detach() for p in model.parameters()], weight)
         for mine, theirs in zip(self.module.buffers(), model.buffers()):
             mine.copy_(theirs)
         self.updates += 1

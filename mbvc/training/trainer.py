@@ -308,11 +308,12 @@ class Trainer:
         if self.best is None or sign * (value - self.best["value"]) > 0:
             self.best = {"metric": metric, "value": value, "iteration": self.iteration}
             self.ckpts.save_best(self.state_dict())
-            save_model(self.inference_model, self.run_dir / "best.safetensors", self._model_metadata())
+            save_model(self.inference_model, self.run_dir / "best.safetensors", self.model_metadata())
             log.info("new best eval/%s %.4f at iteration %d", metric, value, self.iteration)
 
     # ------------------------------------------------------------------ loop
-    def _model_metadata(self) -> dict[str, Any]:
+    def model_metadata(self) -> dict[str, Any]:
+        """What an exported model file records: the iteration, the run's config, which weights."""
         meta: dict[str, Any] = {"iteration": self.iteration, "run_config": self.config_yaml}
         if self.ema is not None:
             meta["weights"] = f"exponential moving average, decay {self.ema.decay:g}"
@@ -389,7 +390,7 @@ class Trainer:
             self._save()
         model_path = None
         if self.info.is_main:
-            model_path = save_model(self.inference_model, self.run_dir / "model.safetensors", self._model_metadata())
+            model_path = save_model(self.inference_model, self.run_dir / "model.safetensors", self.model_metadata())
             log.info("model written to %s (iteration %d)", model_path, self.iteration)
         return TrainResult(self.iteration, model_path, time.monotonic() - start, last_eval, self.best, losses,
                            cfg.iterations, self.seconds_per_iteration)
