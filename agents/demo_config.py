@@ -136,6 +136,7 @@ def demo_settings(preset: str = "push-demo", overrides: Sequence[str] = (), *, t
     from mbvc.config import load_run_config, section_config
 
     from .cost_registry import CostConfig
+    from .models import EXTRAPOLATION_OK
     from .planners import PlannerConfig
 
     schedule = scaled_schedule(iterations or TINY_ITERATIONS) if iterations or tiny else []
@@ -144,9 +145,10 @@ def demo_settings(preset: str = "push-demo", overrides: Sequence[str] = (), *, t
     settings = DemoSettings(run, section_config(CollectConfig, run, "collect"), section_config(CostConfig, run, "cost"),
                             section_config(PlannerConfig, run, "plan"), section_config(DemoConfig, run, "demo"),
                             str(preset), tuple(every))
-    if settings.plan.horizon > run.model.total_length - run.model.input_length:
-        log.warning("planning horizon %d exceeds the %d steps the model is trained to predict", settings.plan.horizon,
-                    run.model.total_length - run.model.input_length)
+    trained = run.model.total_length - run.model.input_length
+    if settings.plan.horizon > EXTRAPOLATION_OK * trained:
+        log.warning("planning horizon %d exceeds %d times the %d steps the model is trained to predict",
+                    settings.plan.horizon, EXTRAPOLATION_OK, trained)
     return settings
 
 
