@@ -140,7 +140,7 @@ class PredRNNModel(PlanningModel):
         # Steps the model was trained to predict; a longer horizon extrapolates.
         total = getattr(cfg, "total_length", None)
         self.trained_horizon: int | None = None if total is None else int(total) - self.context_length
-        self._warned_horizon = False
+        self._said_horizon = logging.NOTSET  # the highest level logged about the horizon
 
     @property
     def device(self) -> torch.device:
@@ -190,10 +190,12 @@ class PredRNNModel(PlanningModel):
         trained on 5 steps, plans better 10 steps ahead than 5 (docs/recipe.md); further is a
         WARNING.
         """
-        if self.trained_horizon is None or horizon <= self.trained_horizon or self._warned_horizon:
+        if self.trained_horizon is None or horizon <= self.trained_horizon:
             return
-        self._warned_horizon = True
         level = logging.INFO if horizon <= EXTRAPOLATION_OK * self.trained_horizon else logging.WARNING
+        if level <= self._said_horizon:  # each level once: a later, longer plan still gets its WARNING
+            return
+        self._said_horizon = level
         log.log(level, "planning horizon %d is longer than the %d steps the model was trained to predict "
                 "(total_length - input_length); predictions beyond it are extrapolation", horizon, self.trained_horizon)
 
