@@ -100,11 +100,9 @@ class Stages:
             self.timings[name] = float(done.get("stage_seconds", 0.0))
         else:
             if done is not None and strict:
-                before = done.get("settings", {})
-                diff = [f"{k}: was {before.get(k)!r}, now {settings.get(k)!r}" for k in sorted(set(before) | set(settings))
-                        if before.get(k) != settings.get(k)]
                 raise ConfigError(f"{self.out} holds a finished {name} stage made with other settings "
-                                  f"({'; '.join(diff[:3])}); pass --force to redo it or choose another --out")
+                                  f"({'; '.join(settings_diff(done.get('settings', {}), settings)[:3])}); "
+                                  "pass --force to redo it or choose another --out")
             log.info("[%s] starting", name)
             seed_everything(self.seed)
             start = time.perf_counter()
@@ -116,4 +114,31 @@ class Stages:
         return done
 
 
-__all__ = ["StageRecord", "Stages", "prepare_out_dir"]
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        flat.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return flat
+
+
+_ABSENT = object()
+
+
+def settings_diff(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """The settings that differ, as ``"section.key: was X, now Y"`` (dotted paths into nested sections).
+
+    A key the record lacks is said to be absent (a record written by an older mbvc, before the
+    setting existed), so the message names the one setting rather than a whole section.
+    """
+    a, b = _flatten(before), _flatten(now)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key, _ABSENT), b.get(key, _ABSENT)
+        if x != y:
+            out.append(f"{key}: was {'absent' if x is _ABSENT else repr(x)}, now {'absent' if y is _ABSENT else repr(y)}")
+    return out
+
+
+__all__ = ["StageRecord", "Stages", "prepare_out_dir", "settings_diff"]

@@ -69,8 +69,19 @@ def test_changed_evaluation_settings_rerun_only_the_plan_stage(tiny_run):
 
 def test_changed_data_settings_refuse_without_force(tiny_run):
     out, _, _, _ = tiny_run
-    with pytest.raises(ConfigError, match="--force"):
+    with pytest.raises(ConfigError, match="--force") as err:
         run_demo(demo_settings(tiny=True, overrides=[*QUIET, "collect.num_episodes=7"]), out)
+    assert "episodes: was 6, now 7" in str(err.value)  # the one setting, not its whole section
+
+
+def test_settings_diff_names_nested_and_absent_keys():
+    from agents.stages import settings_diff
+
+    before = {"train": {"lr": 0.004, "curriculum": {"r_exp_alpha": 1}}, "model": "m"}
+    now = {"train": {"lr": 0.004, "curriculum": {"r_exp_alpha": 2}, "ema_decay": 0.0}, "model": "m"}
+    assert settings_diff(before, now) == ["train.curriculum.r_exp_alpha: was 1, now 2",
+                                          "train.ema_decay: was absent, now 0.0"]
+    assert settings_diff(now, now) == []
 
 
 def test_two_seeded_trainings_give_identical_weights(tiny_run, tmp_path, monkeypatch):
