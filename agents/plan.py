@@ -46,6 +46,7 @@ from mbvc.io import write_json
 from .cost_registry import CostConfig, build_cost
 from .evaluation import EpisodeResult, EvalResult, run_episodes
 from .planners import PlannerConfig
+from .stages import settings_diff
 
 log = logging.getLogger(__name__)
 
@@ -156,9 +157,8 @@ def _check_settings(out: Path, settings: dict[str, Any], force: bool, restart_on
             log.info("%s holds episodes planned with other settings: planning again", out)
             force = True
         elif before is not None and before != settings:
-            diff = [f"{k}: was {before.get(k)!r}, now {settings.get(k)!r}" for k in sorted(set(before) | set(settings))
-                    if before.get(k) != settings.get(k)]
-            raise ConfigError(f"{out} holds episodes planned with other settings ({'; '.join(diff[:3])}); "
+            raise ConfigError(f"{out} holds episodes planned with other settings "
+                              f"({'; '.join(settings_diff(before, settings)[:3])}); "
                               "pass --force to start again or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     if force:

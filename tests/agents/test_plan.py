@@ -49,7 +49,8 @@ def test_plan_writes_table_json_gif_and_resumes(model_dir, tmp_path, capsys):
     assert resumed[:2] == mpc["per_episode"]
     # other settings in the same folder: refused, naming --force
     assert main(["plan", str(model_dir), *ENV, "--out", str(out), "--episodes", "2", *FAST, "--horizon", "3"]) == 2
-    assert "--force" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--force" in err and "horizon: was" in err and "now 3" in err
 
 
 def test_plan_with_a_users_cost_by_module_name(model_dir, tmp_path, monkeypatch):
