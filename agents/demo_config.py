@@ -136,7 +136,7 @@ def demo_settings(preset: str = "push-demo", overrides: Sequence[str] = (), *, t
     from mbvc.config import load_run_config, section_config
 
     from .cost_registry import CostConfig
-    from .models import EXTRAPOLATION_OK
+    from .models import EXTRAPOLATION_OK, extrapolation_level
     from .planners import PlannerConfig
 
     schedule = scaled_schedule(iterations or TINY_ITERATIONS) if iterations or tiny else []
@@ -146,7 +146,7 @@ def demo_settings(preset: str = "push-demo", overrides: Sequence[str] = (), *, t
                             section_config(PlannerConfig, run, "plan"), section_config(DemoConfig, run, "demo"),
                             str(preset), tuple(every))
     trained = run.model.total_length - run.model.input_length
-    if settings.plan.horizon > EXTRAPOLATION_OK * trained:
+    if extrapolation_level(settings.plan.horizon, trained) == logging.WARNING:
         log.warning("planning horizon %d exceeds %d times the %d steps the model is trained to predict",
                     settings.plan.horizon, EXTRAPOLATION_OK, trained)
     return settings

@@ -30,6 +30,18 @@ log = logging.getLogger(__name__)
 #: A plan up to this many times the model's trained prediction steps is logged as INFO, beyond as a WARNING.
 EXTRAPOLATION_OK = 2
 
+
+def extrapolation_level(horizon: int, trained: int | None) -> int:
+    """Log level for planning ``horizon`` steps with a model trained to predict ``trained``.
+
+    ``logging.NOTSET`` within the trained steps (or when unknown), INFO up to
+    :data:`EXTRAPOLATION_OK` times them (the push demo's 5-step model plans better 10 steps
+    ahead than 5, docs/recipe.md), WARNING beyond.
+    """
+    if trained is None or horizon <= trained:
+        return logging.NOTSET
+    return logging.INFO if horizon <= EXTRAPOLATION_OK * trained else logging.WARNING
+
 RolloutFn = Callable[[torch.Tensor], torch.Tensor]
 """``fn(actions: N x H x A) -> frames: N x H x C x h x w``, bound to one context."""
 
@@ -184,15 +196,8 @@ class PredRNNModel(PlanningModel):
         return rollout_fn
 
     def _check_horizon(self, horizon: int) -> None:
-        """Say once when a plan rolls the model past the steps it was trained to predict.
-
-        Up to :data:`EXTRAPOLATION_OK` times those steps is an INFO line: the push demo's model,
-        trained on 5 steps, plans better 10 steps ahead than 5 (docs/recipe.md); further is a
-        WARNING.
-        """
-        if self.trained_horizon is None or horizon <= self.trained_horizon:
-            return
-        level = logging.INFO if horizon <= EXTRAPOLATION_OK * self.trained_horizon else logging.WARNING
+        """Say once per level (:func:`extrapolation_level`) when a plan rolls the model past its trained steps."""
+        level = extrapolation_level(horizon, self.trained_horizon)
         if level <= self._said_horizon:  # each level once: a later, longer plan still gets its WARNING
             return
         self._said_horizon = level
