@@ -29,7 +29,7 @@ from typing import Any
 from mbvc.io import write_json
 
 from .demo_config import EVAL_SEED_BASE, TINY, DemoConfig, DemoSettings, demo_settings, scaled_schedule
-from .stages import Stages, prepare_out_dir
+from .stages import Stages, dataclass_defaults, prepare_out_dir
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,12 @@ class DemoRun:
         # The run config with its data in OUT/data (what `mbvc train --set data.root=OUT/data` loads).
         data = apply_overrides(settings.run.to_dict(), [f"data.root={(self.out / 'data').as_posix()!r}"], "demo")
         self.run_cfg = type(settings.run).from_dict(data, settings.run.source)
-        self.stages = Stages(self.out, settings.demo.seed)
+        # A setting added since a stage finished, left at its default, does not redo or refuse the stage.
+        cfg = self.run_cfg
+        defaults = dataclass_defaults({"model": type(cfg.model), "data": type(cfg.data), "train": type(cfg.train),
+                                       "eval": type(cfg.eval), "cost": type(settings.cost), "plan": type(settings.plan),
+                                       "demo": DemoConfig})
+        self.stages = Stages(self.out, settings.demo.seed, defaults)
 
     def collect_settings(self) -> dict[str, Any]:
         """What determines the collected data."""

@@ -46,7 +46,7 @@ from mbvc.io import write_json
 from .cost_registry import CostConfig, build_cost
 from .evaluation import EpisodeResult, EvalResult, run_episodes
 from .planners import PlannerConfig
-from .stages import settings_diff
+from .stages import dataclass_defaults, settings_diff
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,12 @@ def _episode(row: dict[str, Any]) -> EpisodeResult:
     return EpisodeResult(**{f.name: row[f.name] for f in dataclasses.fields(EpisodeResult)})
 
 
-def _check_settings(out: Path, settings: dict[str, Any], force: bool, restart_on_change: bool) -> None:
-    """Start ``out`` or resume it; refuse (or restart) a folder holding episodes planned with other settings."""
+def _check_settings(out: Path, settings: dict[str, Any], force: bool, restart_on_change: bool,
+                    defaults: dict[str, Any]) -> None:
+    """Start ``out`` or resume it; refuse (or restart) a folder holding episodes planned with other settings.
+
+    A setting the folder's record lacks (an older mbvc) matches when it is at its value in ``defaults``.
+    """
     marker = out / "plan.json"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; plan needs a folder")
@@ -153,12 +157,13 @@ def _check_settings(out: Path, settings: dict[str, Any], force: bool, restart_on
             before = json.loads(marker.read_text()).get("settings", {})
         except ValueError:
             before = None
-        if before is not None and before != settings and restart_on_change:
+        changes = settings_diff(before, settings, defaults) if before is not None else []
+        if changes and restart_on_change:
             log.info("%s holds episodes planned with other settings: planning again", out)
             force = True
-        elif before is not None and before != settings:
+        elif changes:
             raise ConfigError(f"{out} holds episodes planned with other settings "
-                              f"({'; '.join(settings_diff(before, settings)[:3])}); "
+                              f"({'; '.join(changes[:3])}); "
                               "pass --force to start again or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     if force:
@@ -255,7 +260,8 @@ def run_plan(
                     "planner": dataclasses.asdict(planner), "oracle_planner": oracle_planner,
                     "oracle_population": oracle_population}
         image_cost = build_cost(cost, data_root) if "mpc" in agents else None  # a bad cost fails before out/ exists
-        _check_settings(out, json.loads(json.dumps(settings)), force, restart_on_change)
+        _check_settings(out, json.loads(json.dumps(settings)), force, restart_on_change,
+                        dataclass_defaults({"cost": type(cost), "planner": type(planner)}))
         if workers > 1:  # play the missing episodes elsewhere; the serial pass below then finds them done
             kwargs = {"model": model, "env_id": env_id, "env_kwargs": env_kwargs, "cost": cost, "planner": planner,
                       "agents": list(agents), "data_root": data_root, "device": device,

@@ -6,6 +6,7 @@ next run skips it when the settings are the same, reruns it when they changed (o
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -74,10 +75,13 @@ class Stages:
     Args:
         out: the output folder (made by :func:`prepare_out_dir`).
         seed: seeds every stage's global random state before it runs.
+        defaults: dotted setting -> the value it had before it existed (:func:`dataclass_defaults`): a
+            record from an older mbvc that lacks such a setting still matches when it is at that
+            value, so an upgrade resumes instead of redoing (or refusing) finished stages.
     """
 
-    def __init__(self, out: Path, seed: int) -> None:
-        self.out, self.seed = out, seed
+    def __init__(self, out: Path, seed: int, defaults: dict[str, Any] | None = None) -> None:
+        self.out, self.seed, self.defaults = out, seed, dict(defaults or {})
         self.timings: dict[str, float] = {}
         self.skipped: list[str] = []
         self._done: dict[str, dict[str, Any]] = {}
@@ -94,14 +98,14 @@ class Stages:
             return self._done[name]
         record = StageRecord(self.out, name)
         done = record.load()
-        if done is not None and done.get("settings") == settings:
+        if done is not None and not settings_diff(done.get("settings", {}), settings, self.defaults):
             log.info("[%s] already done (%s): skipped; --force redoes it", name, record.path)
             self.skipped.append(name)
             self.timings[name] = float(done.get("stage_seconds", 0.0))
         else:
             if done is not None and strict:
                 raise ConfigError(f"{self.out} holds a finished {name} stage made with other settings "
-                                  f"({'; '.join(settings_diff(done.get('settings', {}), settings)[:3])}); "
+                                  f"({'; '.join(settings_diff(done.get('settings', {}), settings, self.defaults)[:3])}); "
                                   "pass --force to redo it or choose another --out")
             log.info("[%s] starting", name)
             seed_everything(self.seed)
@@ -126,19 +130,44 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 _ABSENT = object()
 
 
-def settings_diff(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def dataclass_defaults(sections: dict[str, type]) -> dict[str, Any]:
+    """Dotted key -> default of every field with one, for ``{"section": ItsDataclass}`` (nested dataclasses too).
+
+    Values are as a JSON record holds them (lists, not tuples), to compare with :class:`StageRecord`.
+    """
+    flat: dict[str, Any] = {}
+    for name, cls in sections.items():
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                value = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+            else:
+                continue
+            if dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            flat.update(_flatten(json.loads(json.dumps(value, default=str)), f"{name}.{f.name}"))
+    return flat
+
+
+def settings_diff(before: dict[str, Any], now: dict[str, Any],
+                  defaults: dict[str, Any] | None = None) -> list[str]:
     """The settings that differ, as ``"section.key: was X, now Y"`` (dotted paths into nested sections).
 
     A key the record lacks is said to be absent (a record written by an older mbvc, before the
-    setting existed), so the message names the one setting rather than a whole section.
+    setting existed), so the message names the one setting rather than a whole section. With
+    ``defaults`` (dotted key -> value, :func:`dataclass_defaults`), an absent key whose value now is
+    its default is no difference: the older mbvc behaved as that default.
     """
-    a, b = _flatten(before), _flatten(now)
+    a, b, defaults = _flatten(before), _flatten(now), defaults or {}
     out = []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key, _ABSENT), b.get(key, _ABSENT)
+        if x is _ABSENT and key in defaults and y == defaults[key]:
+            continue
         if x != y:
             out.append(f"{key}: was {'absent' if x is _ABSENT else repr(x)}, now {'absent' if y is _ABSENT else repr(y)}")
     return out
 
 
-__all__ = ["StageRecord", "Stages", "prepare_out_dir", "settings_diff"]
+__all__ = ["StageRecord", "Stages", "dataclass_defaults", "prepare_out_dir", "settings_diff"]

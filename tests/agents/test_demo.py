@@ -82,6 +82,38 @@ def test_settings_diff_names_nested_and_absent_keys():
     assert settings_diff(before, now) == ["train.curriculum.r_exp_alpha: was 1, now 2",
                                           "train.ema_decay: was absent, now 0.0"]
     assert settings_diff(now, now) == []
+    # an older record lacks the setting and it is at its default: the older mbvc behaved the same
+    assert settings_diff(before, now, {"train.ema_decay": 0.0}) == ["train.curriculum.r_exp_alpha: was 1, now 2"]
+    assert settings_diff(before, {**now, "train": {**now["train"], "ema_decay": 0.99}}, {"train.ema_decay": 0.0})[1] \
+        == "train.ema_decay: was absent, now 0.99"
+
+
+def test_dataclass_defaults_flatten_nested_sections():
+    from agents.stages import dataclass_defaults
+    from mbvc.training.config import TrainConfig
+
+    d = dataclass_defaults({"train": TrainConfig})
+    assert d["train.ema_decay"] == TrainConfig().ema_decay == 0.0
+    assert d["train.curriculum.r_exp_alpha"] == TrainConfig().curriculum.r_exp_alpha  # a nested dataclass
+
+
+def test_a_record_from_an_older_mbvc_resumes_when_new_settings_are_at_their_defaults(tiny_run, tmp_path):
+    import shutil
+
+    out, settings, first, _ = tiny_run
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    record = json.loads((old / "train.json").read_text())
+    assert record["settings"]["train"]["ema_decay"] == 0.0  # at its default in the tiny configuration
+    del record["settings"]["train"]["ema_decay"]  # as written before the setting existed
+    (old / "train.json").write_text(json.dumps(record))
+    report = run_demo(settings, old)  # (an earlier test may have left another plan stage there)
+    assert report["skipped"][:2] == ["collect", "train"] and report["training"] == first["training"]
+
+    del record["settings"]["train"]["iterations"]  # absent, and not at its default now: a real change
+    (old / "train.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match="train.iterations: was absent, now 4"):
+        run_demo(settings, old)
 
 
 def test_two_seeded_trainings_give_identical_weights(tiny_run, tmp_path, monkeypatch):

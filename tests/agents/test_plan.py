@@ -47,6 +47,12 @@ def test_plan_writes_table_json_gif_and_resumes(model_dir, tmp_path, capsys):
     assert again[:6] == lines and sorted(x["seed"] for x in again[6:]) == [2, 2, 2]
     resumed = json.loads((out / "results.json").read_text())["results"]["mpc"]["per_episode"]
     assert resumed[:2] == mpc["per_episode"]
+    # a folder from an older mbvc, before planner.min_std existed: at its default now, so it still resumes
+    marker = json.loads((out / "plan.json").read_text())
+    assert marker["settings"]["planner"].pop("min_std") == 1e-3
+    (out / "plan.json").write_text(json.dumps(marker))
+    assert main(["plan", str(model_dir), *ENV, "--out", str(out), "--seeds", "0,1,2", *FAST]) == 0
+    assert (out / "episodes.jsonl").read_text().splitlines() == [json.dumps(x) for x in again]  # nothing replayed
     # other settings in the same folder: refused, naming --force
     assert main(["plan", str(model_dir), *ENV, "--out", str(out), "--episodes", "2", *FAST, "--horizon", "3"]) == 2
     err = capsys.readouterr().err
