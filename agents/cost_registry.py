@@ -46,6 +46,9 @@ class CostConfig:
         finger_calibration: ``push``: fit the finger detector on the training rollouts'
             recorded pusher positions (:func:`agents.push.calibrate_finger`); off: the
             rod-as-a-bar heuristic.
+        min_mass: ``push``: summed block weight below which a predicted frame has lost the block
+            (that step costs the image diagonal); 0: never lost, the tracker's last position counts
+            (a block hidden behind the pusher's rod is then occluded, not gone).
         final_weight: relative weight of the last planned step (:func:`agents.costs.step_weights`).
         mask: ``goal_image``: pixels that count (``.npy`` or an image file, h x w, 0 = ignored,
             e.g. the agent's own body); ``None``: all of them.
@@ -68,6 +71,7 @@ class CostConfig:
     pusher_weight: float = 0.5
     keep_out_weight: float = 2.0
     finger_calibration: bool = True
+    min_mass: float = 0.5
     final_weight: float = 1.0
     mask: str | None = None
     patch_size: int = 3
@@ -83,7 +87,7 @@ class CostConfig:
         if ":" not in self.name and self.name not in COSTS:
             raise ConfigError(f"unknown cost {self.name!r}; expected one of {sorted(COSTS)} or 'module:name'."
                               + did_you_mean(self.name, COSTS))
-        for key in ("pusher_weight", "keep_out_weight", "final_weight"):
+        for key in ("pusher_weight", "keep_out_weight", "final_weight", "min_mass"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"cost.{key} must be >= 0, got {getattr(self, key)!r}")
         if (self.source is None) != (self.target is None):
@@ -119,7 +123,7 @@ def _push(cfg: CostConfig, data_root: Path | None) -> Cost:
                      fit["frames"], fit["error_px"], fit["bar_error_px"])
             finger_map = fit["finger_map"]
     return PushCost(background, pusher_weight=cfg.pusher_weight, keep_out_weight=cfg.keep_out_weight,
-                    final_weight=cfg.final_weight, finger_map=finger_map)
+                    final_weight=cfg.final_weight, finger_map=finger_map, min_mass=cfg.min_mass)
 
 
 def _designated_pixel(cfg: CostConfig, data_root: Path | None) -> Cost:

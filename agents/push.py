@@ -61,7 +61,8 @@ class PushCost:
         keep_out_weight: weight of the keep-out term (0 disables it).
         track_sigma: pixels of the window that follows the block from step to step (see :meth:`track_block`).
         final_weight: relative weight of the last step (:func:`agents.costs.step_weights`).
-        min_mass: summed weight below which an object counts as lost (costs the diagonal).
+        min_mass: summed weight below which an object counts as lost (costs the diagonal); 0: the
+            block is never lost, its tracked position counts however faint (occluded, not gone).
     """
 
     def __init__(self, background: torch.Tensor, block_colour: Sequence[float] = BLOCK_COLOUR,
@@ -158,7 +159,7 @@ class PushCost:
         if g.dim() == 1:
             return g
         pos, mass = self.block_position(g)
-        if float(mass) < self.min_mass:
+        if float(mass) < max(self.min_mass, 1e-6):
             raise ShapeError("PushCost: the goal image does not show the block (it matches the background there)")
         return pos
 

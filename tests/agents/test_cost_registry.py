@@ -40,5 +40,7 @@ def test_bad_costs_are_clear_errors():
         build_cost("push")  # the push cost learns the empty scene from training rollouts
     with pytest.raises(ConfigError, match=">= 0"):
         CostConfig(pusher_weight=-1.0)
+    with pytest.raises(ConfigError, match="cost.min_mass must be >= 0"):
+        CostConfig(name="push", min_mass=-0.1)
     with pytest.raises(ConfigError, match="module:name"):
         register_cost("a:b", lambda cfg, root: None)

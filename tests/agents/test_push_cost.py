@@ -55,6 +55,22 @@ def test_push_cost_prefers_block_at_goal_and_pusher_behind_it():
     assert costs[0] > costs[1]
 
 
+def test_push_cost_min_mass_decides_whether_a_faint_block_is_lost():
+    goal = _scene((20, 20), (5, 5))
+    start = _scene((20, 10), (20, 7))
+    # the block pushed towards the goal but predicted faint (hidden behind the rod, or blurred away)
+    faint = 0.3 * _scene((20, 12), (20, 9)) + 0.7 * FLOOR[:, None, None]
+    frames = torch.stack([start, faint])[None]  # N=1, H=2
+    lost = _cost(pusher_weight=0.0, keep_out_weight=0.0)  # default: below min_mass the step costs the diagonal
+    kept = _cost(pusher_weight=0.0, keep_out_weight=0.0, min_mass=0.0)  # occluded, not gone: its tracked position
+    assert lost.track_block(frames)[1][0, 1] < lost.min_mass
+    assert kept(frames, goal) < lost(frames, goal)
+    assert torch.allclose(kept(frames, goal), torch.tensor([(10.0 + 8.0) / 2]), atol=0.3)  # 10 px, then ~8 px
+    from agents.cost_registry import CostConfig
+
+    assert CostConfig(name="push", min_mass=0.0).min_mass == 0.0
+
+
 def test_push_cost_checks_shapes():
     from mbvc.errors import ShapeError
 
