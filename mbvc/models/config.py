@@ -37,6 +37,11 @@ class ModelConfig:
             action-conditioned models).
         decouple_beta: weight of the memory-decoupling loss (V2 models only).
         conv_on_input: action models: encode frames/actions with two stride-2 convolutions.
+        encoder_downsample: action models with ``conv_on_input``: how much the encoder shrinks
+            the (patched) frame, 4 (the reference: both encoder convolutions and both decoder
+            deconvolutions stride 2) or 2 (the second of each stride 1: the recurrent layers
+            work on a map twice as fine, at about 4x their cost for the same hidden size). Not
+            in the reference; a model with 2 cannot be exported to it.
         res_on_conv: action models: skip connections from the encoder to the decoder.
         num_action_ch: action dimension A (action models).
         residual_output: predict each frame as the input frame plus the decoder's output (not
@@ -59,6 +64,7 @@ class ModelConfig:
     reverse_scheduled_sampling: bool = True
     decouple_beta: float = 0.1
     conv_on_input: bool = True
+    encoder_downsample: int = 4
     res_on_conv: bool = True
     num_action_ch: int = 4
     residual_output: bool = False
@@ -87,13 +93,15 @@ class ModelConfig:
             raise ConfigError(f"stride must be 1 (other strides change state sizes), got {self.stride=}")
         if self.patch_size < 1:
             raise ConfigError(f"patch_size must be >= 1, got {self.patch_size=}")
+        if self.encoder_downsample not in (2, 4):
+            raise ConfigError(f"encoder_downsample must be 4 (the reference) or 2, got {self.encoder_downsample!r}")
         for dim, size in (("img_width", self.img_width), ("img_height", self.img_height)):
             if size % self.patch_size:
                 raise ConfigError(f"{dim}={size} is not divisible by patch_size={self.patch_size}")
-            if self.is_action and self.conv_on_input and (size // self.patch_size) % 4:
+            if self.is_action and self.conv_on_input and (size // self.patch_size) % self.encoder_downsample:
                 raise ConfigError(
-                    f"{dim}/patch_size = {size // self.patch_size} must be divisible by 4 for "
-                    "conv_on_input (two stride-2 encoder convolutions)"
+                    f"{dim}/patch_size = {size // self.patch_size} must be divisible by "
+                    f"encoder_downsample={self.encoder_downsample} for conv_on_input (strided encoder convolutions)"
                 )
         if self.is_action and self.conv_on_input and hidden[0] % 2:
             raise ConfigError(f"conv_on_input needs an even hidden size, got {self.num_hidden=}")

@@ -94,12 +94,13 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         pch, ln = cfg.patch_channels, cfg.layer_norm
         ph, pw = cfg.img_height // p, cfg.img_width // p
         if cfg.is_action and cfg.conv_on_input:
-            rh, rw = ph // 4, pw // 4
+            s2 = cfg.encoder_downsample // 2  # stride of the second encoder / first decoder stage
+            rh, rw = ph // cfg.encoder_downsample, pw // cfg.encoder_downsample
             self.conv_input1 = nn.Conv2d(pch, hid // 2, k, stride=2, padding=k // 2, bias=False)
-            self.conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=2, padding=k // 2, bias=False)
+            self.conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=s2, padding=k // 2, bias=False)
             self.action_conv_input1 = nn.Conv2d(cfg.num_action_ch, hid // 2, k, stride=2, padding=k // 2, bias=False)
-            self.action_conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=2, padding=k // 2, bias=False)
-            self.deconv_output1 = nn.ConvTranspose2d(hid, hid // 2, k, stride=2, padding=k // 2, bias=False)
+            self.action_conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=s2, padding=k // 2, bias=False)
+            self.deconv_output1 = nn.ConvTranspose2d(hid, hid // 2, k, stride=s2, padding=k // 2, bias=False)
             self.deconv_output2 = nn.ConvTranspose2d(hid // 2, pch, k, stride=2, padding=k // 2, bias=False)
             in0, act_ch = hid, hid
         else:
@@ -354,7 +355,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         b, t, ch, hh, ww = frames.shape
         if ch != cfg.img_channel:
             raise ShapeError(f"{name} has {ch} channels, the model expects img_channel={cfg.img_channel}")
-        div = cfg.patch_size * (4 if cfg.is_action and cfg.conv_on_input else 1)
+        div = cfg.patch_size * (cfg.encoder_downsample if cfg.is_action and cfg.conv_on_input else 1)
         if cfg.layer_norm and (hh, ww) != (cfg.img_height, cfg.img_width):
             raise ShapeError(
                 f"{name} frames are {hh}x{ww}; with layer_norm the model needs "

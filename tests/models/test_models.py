@@ -46,6 +46,33 @@ def test_action_models_both_input_settings_run(conv_on_input):
     assert model.predict(frames[:, :3], 7, torch.randn(2, 9, 3)).shape == (2, 7, 1, 16, 16)
 
 
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_encoder_downsample_2_runs_the_recurrent_layers_on_a_finer_map(layer_norm):
+    from mbvc.errors import CheckpointError
+    from mbvc.models import export_reference_state_dict
+
+    cfg = tiny_config("action_cond_predrnn_v2", encoder_downsample=2, layer_norm=layer_norm, img_channel=3)
+    model = build_model(cfg)
+    seen = []
+    model.cell_list[0].register_forward_hook(lambda mod, args, out: seen.append(out[0].shape[-2:]))
+    frames, mask, actions = _inputs(cfg)
+    out = model(frames, mask, actions)
+    assert out.frames.shape == (2, 5, 3, 16, 16) and seen[0] == (4, 4)  # 8x8 patches: a 4x4 map, not 2x2
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert model.predict(frames[:, :3], 7, torch.randn(2, 9, 3)).shape == (2, 7, 3, 16, 16)
+    # the same parameter names and shapes as the reference layout, but another network: not exportable
+    reference = build_model(tiny_config("action_cond_predrnn_v2", layer_norm=layer_norm, img_channel=3))
+    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()} \
+        or layer_norm  # (layer norm shapes follow the map size)
+    with pytest.raises(CheckpointError, match="encoder_downsample=2"):
+        export_reference_state_dict(model)
+    with pytest.raises(ConfigError, match="encoder_downsample must be 4"):
+        tiny_config("action_cond_predrnn_v2", encoder_downsample=3)
+    with pytest.raises(ConfigError, match="divisible by encoder_downsample=4"):
+        tiny_config("action_cond_predrnn_v2", img_width=18)
+
+
 def test_actions_change_predictions():
     cfg = tiny_config("action_cond_predrnn")
     model = build_model(cfg).eval()
