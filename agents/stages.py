@@ -98,15 +98,15 @@ class Stages:
             return self._done[name]
         record = StageRecord(self.out, name)
         done = record.load()
-        if done is not None and not settings_diff(done.get("settings", {}), settings, self.defaults):
+        changes = None if done is None else settings_diff(done.get("settings", {}), settings, self.defaults)
+        if done is not None and not changes:
             log.info("[%s] already done (%s): skipped; --force redoes it", name, record.path)
             self.skipped.append(name)
             self.timings[name] = float(done.get("stage_seconds", 0.0))
         else:
-            if done is not None and strict:
+            if changes and strict:
                 raise ConfigError(f"{self.out} holds a finished {name} stage made with other settings "
-                                  f"({'; '.join(settings_diff(done.get('settings', {}), settings, self.defaults)[:3])}); "
-                                  "pass --force to redo it or choose another --out")
+                                  f"({'; '.join(changes[:3])}); pass --force to redo it or choose another --out")
             log.info("[%s] starting", name)
             seed_everything(self.seed)
             start = time.perf_counter()

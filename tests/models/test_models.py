@@ -61,10 +61,9 @@ def test_encoder_downsample_2_runs_the_recurrent_layers_on_a_finer_map(layer_nor
     out.loss.backward()
     assert all(p.grad is not None for p in model.parameters())
     assert model.predict(frames[:, :3], 7, torch.randn(2, 9, 3)).shape == (2, 7, 3, 16, 16)
-    # the same parameter names and shapes as the reference layout, but another network: not exportable
+    # the reference layout's parameter names, but another network: not exportable
     reference = build_model(tiny_config("action_cond_predrnn_v2", layer_norm=layer_norm, img_channel=3))
-    assert {k: v.shape for k, v in model.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()} \
-        or layer_norm  # (layer norm shapes follow the map size)
+    assert set(model.state_dict()) == set(reference.state_dict())
     with pytest.raises(CheckpointError, match="encoder_downsample=2"):
         export_reference_state_dict(model)
     with pytest.raises(ConfigError, match="encoder_downsample must be 4"):
