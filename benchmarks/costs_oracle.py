@@ -8,6 +8,9 @@ costs, ``designate(size)`` for the designated-object cost).
 
 Usage:
     python benchmarks/costs_oracle.py --env mbvc/Reacher-v0 --costs designated_object,goal_image --episodes 10
+    python benchmarks/costs_oracle.py --env mbvc/Push-v0 --costs push --data runs/demo/data/train \
+        --seeds 1000506,1000508 --planner icem --population 67 --iterations 3 --horizon 10 \
+        --env-kwargs '{"goal_distance": [0.05, 0.1], "episode_length": 40, "terminate_on_success": true}'
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--env-kwargs", default="{}", help="JSON keyword arguments of gymnasium.make")
     p.add_argument("--costs", default="designated_object,goal_image", help="registered cost names, comma-separated")
     p.add_argument("--episodes", type=int, default=10, help="goals per cost (seeds 1000000..)")
+    p.add_argument("--seeds", help="goal seeds instead: comma-separated, or ranges such as 1000500-1000539")
+    p.add_argument("--data", type=Path, help="training rollouts, for costs that learn from them (push)")
     p.add_argument("--image-size", type=int, default=32, help="frame side (default %(default)s)")
     p.add_argument("--planner", default="cem", help="cem, icem or mppi")
     p.add_argument("--population", type=int, default=32)
@@ -59,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
 
     env = make_env(args.env, args.image_size, json.loads(args.env_kwargs))
     size = (args.image_size, args.image_size)
-    seeds = [1_000_000 + i for i in range(args.episodes)]
+    from mbvc.commands.plan import parse_seeds
+
+    seeds = [1_000_000 + i for i in range(args.episodes)] if args.seeds is None else parse_seeds(args.seeds)
     planner = PlannerConfig(name=args.planner, population_size=args.population, num_iterations=args.iterations,
                             horizon=args.horizon, replan_every=args.replan_every, seed=0)
     import yaml
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     fields = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.cost_set)}
     rows = []
     for name in [c.strip() for c in args.costs.split(",") if c.strip()]:
-        cost = build_cost(CostConfig(name=name, **fields))
+        cost = build_cost(CostConfig(name=name, **fields), args.data)
         oracle = OracleModel(env, image_size=size, render=True)
         designate = getattr(cost, "goal_for_env", None)
         try:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     planner = section_config(PlannerConfig, sections, "plan", source)
     cost = section_config(CostConfig, sections, "cost", source)
     env_kwargs = _key_values(args.env_kwargs)
-    seeds = list(range(args.episodes)) if args.seeds is None else _seeds(args.seeds)
+    seeds = list(range(args.episodes)) if args.seeds is None else parse_seeds(args.seeds)
     data = args.data
     if data is None and (trained.run_config or {}).get("data", {}).get("root"):
         data = Path(trained.run_config["data"]["root"]) / "train"
@@ -129,7 +129,7 @@ def _key_values(items: list[str]) -> dict:
     return out
 
 
-def _seeds(text: str) -> list[int]:
+def parse_seeds(text: str) -> list[int]:
     """``"3,5,7"`` or ranges ``"1000000-1000009"`` (inclusive) into seeds."""
     from mbvc.errors import ConfigError
 
