@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from agents.push import PushCost, background_image
+from envs.scene import StateLayout
 from mbvc.data import to_float
 from mbvc.data.rollouts import RolloutDataset
 from mbvc.training.artifacts import load_trained
@@ -34,8 +35,6 @@ AWAY = (45.0, 135.0)  # degrees of the block's table displacement counted as "aw
 
 def push_direction(states: torch.Tensor, context: int) -> torch.Tensor:
     """Degrees of the block's table displacement over the predicted steps of ``(N, T, S)`` Push-v0 states."""
-    from envs.scene import StateLayout
-
     xy = states[..., StateLayout(1).object(0)][..., :2]
     d = xy[:, -1] - xy[:, context - 1]
     return torch.rad2deg(torch.atan2(d[:, 1], d[:, 0]))
