@@ -267,18 +267,27 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
     def _decoupling_loss(self, increments: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         """Mean |cos| between adapted delta_c and delta_m, over layers, steps, batch, channels.
 
-        All increments go through the shared 1x1 adapter in one call; every (layer, step) term
-        averages the same number of entries, so the global mean equals the mean of the terms.
+        The cosine of channel k is ``(W dc)_k . (W dm)_k / (|(W dc)_k| |(W dm)_k|)`` over the
+        pixels, with ``W`` the shared 1x1 adapter. Each of the three dot products equals
+        ``diag(W G W^T)`` for a Gram matrix ``G`` of the increments over the pixels (C x C), so
+        the adapted increments, as big as the states, are never formed: three batched
+        matrix products replace the adapter, two normalisations and their backward (about
+        twice as fast on a CPU, same value up to float rounding). Norms are clamped at 1e-12
+        as ``F.normalize`` clamps them. Every (layer, step) term averages the same number of
+        entries, so the global mean equals the mean of the terms.
         """
-        n = len(increments)
-        both = torch.cat([torch.stack([d[0] for d in increments]), torch.stack([d[1] for d in increments])])
-        s, b, ch = both.shape[:3]
-        adapted = self.adapter(both.flatten(0, 1)).reshape(s, b, ch, -1)
-        adapted = F.normalize(adapted, dim=3)
-        # Both sides are unit vectors (or zero), so their cosine is the plain dot product;
-        # cosine_similarity would normalise a second time.
-        cos = (adapted[:n] * adapted[n:]).sum(dim=3)
-        return cos.abs().mean()
+        dc = torch.stack([d[0] for d in increments]).flatten(0, 1).flatten(2)  # (n*B, C, h*w)
+        dm = torch.stack([d[1] for d in increments]).flatten(0, 1).flatten(2)
+        w = self.adapter.weight.flatten(1)  # (C, C)
+
+        def adapted_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            gram = torch.bmm(a, b.transpose(1, 2))  # (n*B, C, C)
+            return ((w @ gram) * w).sum(dim=-1)  # (n*B, C)
+
+        eps2 = 1e-24  # (F.normalize's eps)^2: also keeps sqrt's gradient finite at zero
+        norm_c = adapted_dot(dc, dc).clamp_min(eps2).sqrt()
+        norm_m = adapted_dot(dm, dm).clamp_min(eps2).sqrt()
+        return (adapted_dot(dc, dm) / (norm_c * norm_m)).abs().mean()
 
     # ------------------------------------------------------------------ inference
     def encode(self, context: torch.Tensor, actions: torch.Tensor | None = None) -> RecurrentState:

@@ -138,6 +138,32 @@ def test_decoupling_loss_zero_for_orthogonal_and_one_for_identical():
     assert model._decoupling_loss([(r, r), (r, 3 * r)]).item() == pytest.approx(1.0, abs=1e-6)
 
 
+def test_decoupling_loss_equals_the_adapted_cosine_and_its_gradient():
+    """The Gram-matrix form gives the reference's mean |cos| of adapter outputs, and its gradient."""
+    cfg = tiny_config("predrnn_v2")
+    model = build_model(cfg).double()
+    gen = torch.Generator().manual_seed(0)
+    incs = [(torch.randn(3, 8, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True),
+             torch.randn(3, 8, 4, 4, generator=gen, dtype=torch.float64, requires_grad=True)) for _ in range(4)]
+    incs.append((torch.zeros(3, 8, 4, 4, dtype=torch.float64, requires_grad=True), incs[0][1]))  # an all-zero increment
+
+    def explicit(pairs):
+        terms = []
+        for dc, dm in pairs:
+            a = F.normalize(model.adapter(dc).flatten(2), dim=2)
+            b = F.normalize(model.adapter(dm).flatten(2), dim=2)
+            terms.append(F.cosine_similarity(a, b, dim=2).abs().mean())
+        return torch.stack(terms).mean()
+
+    got, want = model._decoupling_loss(incs), explicit(incs)
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    g_got = torch.autograd.grad(got, [incs[1][0], model.adapter.weight])
+    g_want = torch.autograd.grad(want, [incs[1][0], model.adapter.weight])
+    for x, y in zip(g_got, g_want):
+        torch.testing.assert_close(x, y, rtol=1e-9, atol=1e-12)
+    assert torch.isfinite(torch.autograd.grad(model._decoupling_loss(incs), incs[-1][0])[0]).all()
+
+
 def test_seeded_determinism_on_cpu():
     def run():
         torch.manual_seed(7)
