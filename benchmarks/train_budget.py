@@ -41,6 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.machine import machine_info  # noqa: E402
+from mbvc.errors import MbvcError  # noqa: E402
 from mbvc.io import atomic_write, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -342,7 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
-    report = run(args, argv)
+    try:
+        report = run(args, argv)
+    except MbvcError as exc:  # bad input (a taken run folder, a wrong --set): one line, no traceback
+        print(f"benchmarks/train_budget.py: error: {exc}", file=sys.stderr)
+        return 2
     final, out = report["final"], args.out
     write_report(report, out)
     print(f"final MSE {final['model']['mse']:.2f} ({100 * report['mse_vs_copy_last']:.0f}% of copy-last-frame); "

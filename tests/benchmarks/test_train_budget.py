@@ -24,3 +24,15 @@ def test_fixed_iterations_run_is_reproducible_and_scales_the_curriculum(tmp_path
     assert train["curriculum"]["r_sampling_step_2"] == 2 and train["warmup_iters"] == 1
     assert report["iterations"] == 4 and report["budget_min"] is None
     assert out.with_suffix(".md").read_text().startswith("# Training for 4 iterations")
+
+
+def test_a_run_folder_already_used_is_refused_in_one_line(tmp_path, capsys):
+    from benchmarks.train_budget import main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("model: {}\n")  # what a started run leaves first
+    assert main([*TINY, "--run-dir", str(run_dir), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("benchmarks/train_budget.py: error:") and str(run_dir) in err and "\n" not in err
+    assert not (tmp_path / "out.json").exists()
