@@ -49,6 +49,10 @@ class CostConfig:
         min_mass: ``push``: summed block weight below which a predicted frame has lost the block
             (that step costs the image diagonal); 0: never lost, the tracker's last position counts
             (a block hidden behind the pusher's rod is then occluded, not gone).
+        carry_below: ``push``: fraction of the first predicted step's block weight below which
+            the block counts as hidden under the pusher's rod; a hidden block near the finger is
+            carried by it, one away from it stays put (0: off; :meth:`agents.push.PushCost.track_block`).
+        carry_radius: ``push``: finger-to-block distance (pixels) within which a hidden block is pushed.
         final_weight: relative weight of the last planned step (:func:`agents.costs.step_weights`).
         mask: ``goal_image``: pixels that count (``.npy`` or an image file, h x w, 0 = ignored,
             e.g. the agent's own body); ``None``: all of them.
@@ -72,6 +76,8 @@ class CostConfig:
     keep_out_weight: float = 2.0
     finger_calibration: bool = True
     min_mass: float = 0.5
+    carry_below: float = 0.0
+    carry_radius: float = 5.0
     final_weight: float = 1.0
     mask: str | None = None
     patch_size: int = 3
@@ -87,9 +93,11 @@ class CostConfig:
         if ":" not in self.name and self.name not in COSTS:
             raise ConfigError(f"unknown cost {self.name!r}; expected one of {sorted(COSTS)} or 'module:name'."
                               + did_you_mean(self.name, COSTS))
-        for key in ("pusher_weight", "keep_out_weight", "final_weight", "min_mass"):
+        for key in ("pusher_weight", "keep_out_weight", "final_weight", "min_mass", "carry_radius"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"cost.{key} must be >= 0, got {getattr(self, key)!r}")
+        if not 0 <= self.carry_below <= 1:
+            raise ConfigError(f"cost.carry_below must be in [0, 1], got {self.carry_below!r}")
         if (self.source is None) != (self.target is None):
             raise ConfigError(f"cost.source and cost.target go together, got source={self.source!r}, target={self.target!r}")
         if self.agent is not None and self.source is None:
@@ -123,7 +131,8 @@ def _push(cfg: CostConfig, data_root: Path | None) -> Cost:
                      fit["frames"], fit["error_px"], fit["bar_error_px"])
             finger_map = fit["finger_map"]
     return PushCost(background, pusher_weight=cfg.pusher_weight, keep_out_weight=cfg.keep_out_weight,
-                    final_weight=cfg.final_weight, finger_map=finger_map, min_mass=cfg.min_mass)
+                    final_weight=cfg.final_weight, finger_map=finger_map, min_mass=cfg.min_mass,
+                    carry_below=cfg.carry_below, carry_radius=cfg.carry_radius)
 
 
 def _designated_pixel(cfg: CostConfig, data_root: Path | None) -> Cost:

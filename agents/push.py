@@ -7,6 +7,7 @@ cost registry (:mod:`agents.cost_registry`) builds it as ``--cost push``.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -25,6 +26,27 @@ log = logging.getLogger(__name__)
 #: (lit faces average to these; measured on 32x32 frames).
 BLOCK_COLOUR = (0.83, 0.17, 0.14)
 PUSHER_COLOUR = (0.85, 0.85, 0.88)
+
+
+@dataclasses.dataclass(frozen=True)
+class PushGoal:
+    """The push cost's goal, with where the observed frames last showed the block and the finger.
+
+    :meth:`PushCost.observe` makes one from a goal image (or pixel) at the episode's first frame
+    and updates it with every observed frame (:meth:`agents.mpc.MPCAgent.act` calls it), so
+    that a plan starts from the block's estimated position even while the pusher's rod hides it.
+
+    Attributes:
+        goal: the goal image ``C x h x w`` or the goal pixel ``(row, col)``.
+        block: the block's estimated pixel ``(row, col)`` in the latest observation.
+        finger: the finger's pixel in the latest observation.
+        full_mass: the largest block weight observed so far (the block in full view).
+    """
+
+    goal: torch.Tensor
+    block: tuple[float, float] | None = None
+    finger: tuple[float, float] | None = None
+    full_mass: float = 0.0
 
 
 class PushCost:
@@ -63,19 +85,28 @@ class PushCost:
         final_weight: relative weight of the last step (:func:`agents.costs.step_weights`).
         min_mass: summed weight below which an object counts as lost (costs the diagonal); 0: the
             block is never lost, its tracked position counts however faint (occluded, not gone).
+        carry_below: fraction of the block's full weight (the most observed so far, see
+            :class:`PushGoal`) below which the block counts as hidden under the pusher's rod, in
+            observed and predicted frames (0: off, the block is tracked as it looks). A hidden
+            block within ``carry_radius`` pixels of the finger is carried by the finger's advance
+            towards it; a hidden block away from the finger stays where it was (see
+            :meth:`track_block`).
+        carry_radius: finger-to-block distance (pixels) within which a hidden block is pushed.
     """
 
     def __init__(self, background: torch.Tensor, block_colour: Sequence[float] = BLOCK_COLOUR,
                  pusher_colour: Sequence[float] = PUSHER_COLOUR, block_threshold: float = 0.1,
                  pusher_threshold: float = 0.1, pusher_weight: float = 0.5, behind: float = 3.0,
                  keep_out: float = 6.0, keep_out_weight: float = 2.0, track_sigma: float = 3.0,
-                 final_weight: float = 1.0, min_mass: float = 0.5, finger_map: torch.Tensor | None = None) -> None:
+                 final_weight: float = 1.0, min_mass: float = 0.5, finger_map: torch.Tensor | None = None,
+                 carry_below: float = 0.0, carry_radius: float = 5.0) -> None:
         background = torch.as_tensor(background, dtype=torch.float32)
         if background.dim() != 3 or background.shape[0] != len(block_colour):
             raise ShapeError(f"PushCost background must be (C, h, w) with C = {len(block_colour)}, "
                              f"got {tuple(background.shape)}")
-        if pusher_weight < 0 or min_mass < 0:
-            raise ConfigError(f"PushCost needs pusher_weight >= 0 and min_mass >= 0, got {pusher_weight=}, {min_mass=}")
+        if pusher_weight < 0 or min_mass < 0 or not 0 <= carry_below <= 1 or carry_radius < 0:
+            raise ConfigError(f"PushCost needs pusher_weight >= 0, min_mass >= 0, 0 <= carry_below <= 1 and "
+                              f"carry_radius >= 0, got {pusher_weight=}, {min_mass=}, {carry_below=}, {carry_radius=}")
         self.background = background
         mean_bg = background.mean(dim=(-2, -1))
         # Unit colour directions from the (average) background to each object. The block's
@@ -89,6 +120,7 @@ class PushCost:
         self.keep_out, self.keep_out_weight = keep_out, keep_out_weight
         self.track_sigma = track_sigma
         self.final_weight, self.min_mass = final_weight, min_mass
+        self.carry_below, self.carry_radius = carry_below, carry_radius
         if finger_map is not None:
             finger_map = torch.as_tensor(finger_map, dtype=torch.float32)
             if finger_map.shape != (2, FINGER_FEATURES):
@@ -108,7 +140,8 @@ class PushCost:
         """Block centroid ``... x 2`` (row, col) and weight ``...`` of frames ``... x C x h x w``."""
         return _centroid(self._weights(frames, self.block_dir, self.block_threshold))
 
-    def track_block(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def track_block(self, frames: torch.Tensor, finger: torch.Tensor | None = None,
+                    start: PushGoal | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Block positions ``N x H x 2`` and weights ``N x H`` along predicted frames ``N x H x C x h x w``.
 
         From the second step on, only pixels near the previous step's position count (a
@@ -116,23 +149,83 @@ class PushCost:
         step, while a blurry model leaves faint reddish smears elsewhere (along the rod, where
         the block faded) whose weight would otherwise drag the centroid, and which a planner
         would learn to exploit.
+
+        With ``carry_below`` > 0, ``finger`` (``N x H x 2``, :meth:`pusher_position`) and
+        ``start`` (a :class:`PushGoal` that has observed the episode): the track starts from the
+        block and finger of the latest observation, and a step whose block weight is under
+        ``carry_below`` times the full weight is hidden. Pushing away from the camera puts the
+        rod between the camera and the block, and a learnt model fades the block there rather
+        than moving it; a hidden block within ``carry_radius`` of the finger moves by the
+        finger's advance towards it (the rod cannot pass through the block: it pushes it), a
+        hidden block away from the finger keeps its position, and neither counts as lost.
         """
         weight = self._weights(frames, self.block_dir, self.block_threshold)  # N x H x h x w
         h, w = weight.shape[-2:]
         rows = torch.arange(h, device=weight.device, dtype=weight.dtype)[:, None]
         cols = torch.arange(w, device=weight.device, dtype=weight.dtype)[None, :]
+        carry = (self.carry_below > 0 and finger is not None and start is not None and start.block is not None
+                 and start.finger is not None)
         positions, masses = [], []
-        pos, mass = _centroid(weight[:, 0])
-        positions.append(pos)
-        masses.append(mass)
-        for t in range(1, weight.shape[1]):
+        if carry:
+            assert finger is not None and start is not None and start.block is not None and start.finger is not None
+            n = weight.shape[0]
+            pos = weight.new_tensor(start.block).expand(n, 2)
+            prev_finger = weight.new_tensor(start.finger).expand(n, 2)
+            full = weight.new_tensor(start.full_mass)
+        else:
+            pos, mass = _centroid(weight[:, 0])
+            positions.append(pos)
+            masses.append(mass)
+        for t in range(0 if carry else 1, weight.shape[1]):
             d2 = (rows - pos[:, 0, None, None]) ** 2 + (cols - pos[:, 1, None, None]) ** 2
             window = torch.exp(-d2 / (2 * self.track_sigma**2))
             new_pos, mass = _centroid(weight[:, t] * window)
-            pos = torch.where((mass > 1e-6)[:, None], new_pos, pos)  # an empty window keeps the last position
+            new_pos = torch.where((mass > 1e-6)[:, None], new_pos, pos)  # an empty window keeps the last position
+            if carry:
+                assert finger is not None
+                # Where the estimate drifted from a block coming out of hiding, a window twice as
+                # wide finds it again.
+                wide_pos, wide_mass = _centroid(weight[:, t] * window.sqrt().sqrt())
+                lost_here = mass < self.carry_below * full
+                new_pos = torch.where(lost_here[:, None], wide_pos, new_pos)
+                mass = torch.where(lost_here, wide_mass, mass)
+                hidden = mass < self.carry_below * full
+                held = _carried(pos, prev_finger, finger[:, t], self.carry_radius)
+                new_pos = torch.where(hidden[:, None], held, new_pos)
+                mass = torch.where(hidden, full.expand_as(mass), mass)  # occluded, not gone
+                prev_finger = finger[:, t]
+            pos = new_pos
             positions.append(pos)
             masses.append(mass)
         return torch.stack(positions, dim=1), torch.stack(masses, dim=1)
+
+    def observe(self, goal: Any, frame: torch.Tensor) -> PushGoal:
+        """The goal (a :class:`PushGoal`, or a goal image or pixel) updated with an observed frame ``C x h x w``.
+
+        The block is tracked from its last estimate (the whole frame at the first one); where the
+        rod hides it (weight under ``carry_below`` of the most seen), the finger's observed
+        advance carries it, as in :meth:`track_block`.
+        """
+        g = goal if isinstance(goal, PushGoal) else PushGoal(torch.as_tensor(goal, dtype=torch.float32))
+        frame = torch.as_tensor(frame, dtype=torch.float32)
+        (finger,), _ = self.pusher_position(frame[None])
+        if g.block is None or g.finger is None:
+            (block,), (mass,) = self.block_position(frame[None])
+            return PushGoal(g.goal, _pixel(block), _pixel(finger), float(mass))
+        block_t, finger_t = frame.new_tensor(g.block)[None], frame.new_tensor(g.finger)[None]
+        rows = torch.arange(frame.shape[-2], dtype=frame.dtype)[:, None]
+        cols = torch.arange(frame.shape[-1], dtype=frame.dtype)[None, :]
+        window = torch.exp(-((rows - g.block[0]) ** 2 + (cols - g.block[1]) ** 2) / (2 * self.track_sigma**2))
+        weight = self._weights(frame[None], self.block_dir, self.block_threshold)
+        (seen,), (mass,) = _centroid(weight * window)
+        if float(mass) < self.carry_below * g.full_mass:  # the wider window, as in track_block
+            (seen,), (mass,) = _centroid(weight * window.sqrt().sqrt())
+        full = max(g.full_mass, float(mass))
+        if float(mass) >= max(self.carry_below * full, 1e-6):
+            block = seen
+        else:
+            (block,) = _carried(block_t, finger_t, finger[None], self.carry_radius) if self.carry_below else block_t
+        return PushGoal(g.goal, _pixel(block), _pixel(finger), full)
 
     def rod_centroid(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Centroid ``... x 2`` (row, col) and weight ``...`` of the pusher's rod."""
@@ -165,13 +258,18 @@ class PushCost:
 
     def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
         check_frames(frames)
-        block, block_mass = self.track_block(frames)  # N x H x 2
+        start = goal if isinstance(goal, PushGoal) else None
+        if start is not None:
+            goal = start.goal
+        need_pusher = bool(self.pusher_weight or self.keep_out_weight or self.carry_below)
+        pusher, pusher_mass = self.pusher_position(frames) if need_pusher else (None, None)
+        block, block_mass = self.track_block(frames, pusher, start)  # N x H x 2
         target = self.goal_position(goal, frames)
         dist = (block - target).norm(dim=-1)
         diagonal = float(np.hypot(*frames.shape[-2:]))
         cost = torch.where(block_mass < self.min_mass, torch.full_like(dist, diagonal), dist)
         if self.pusher_weight or self.keep_out_weight:
-            pusher, pusher_mass = self.pusher_position(frames)
+            assert pusher is not None and pusher_mass is not None
             lost = pusher_mass < self.min_mass
             approach, intrusion = push_shaping(block, pusher, target, self.behind, self.keep_out)
             approach = torch.where(lost, torch.full_like(approach, diagonal), approach)
@@ -242,6 +340,20 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
     return {"finger_map": finger_map, "error_px": float(err), "bar_error_px": float(bar_err), "frames": len(feats)}
 
 
+def _carried(block: torch.Tensor, finger: torch.Tensor, finger_next: torch.Tensor, radius: float) -> torch.Tensor:
+    """A hidden block ``N x 2`` after the finger moves ``finger -> finger_next``: pushed by the
+    finger's advance towards it when within ``radius`` pixels, else where it was."""
+    rel = block - finger
+    gap = rel.norm(dim=-1, keepdim=True)
+    towards = rel / gap.clamp_min(1e-3)
+    advance = ((finger_next - finger) * towards).sum(-1, keepdim=True).clamp_min(0.0)
+    return torch.where(gap <= radius, block + advance * towards, block)
+
+
+def _pixel(p: torch.Tensor) -> tuple[float, float]:
+    return float(p[0]), float(p[1])
+
+
 def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / v.norm().clamp_min(1e-6)
 
@@ -294,4 +406,4 @@ def clear_goal_image(env: Any) -> np.ndarray:
     return best  # type: ignore[return-value]
 
 
-__all__ = ["BLOCK_COLOUR", "PUSHER_COLOUR", "PushCost", "background_image", "calibrate_finger", "clear_goal_image"]
+__all__ = ["BLOCK_COLOUR", "PUSHER_COLOUR", "PushCost", "PushGoal", "background_image", "calibrate_finger", "clear_goal_image"]

@@ -126,3 +126,55 @@ def test_finger_calibration_on_recorded_rollouts_beats_the_bar_heuristic(tmp_pat
     assert calibrated.pusher_position(frame)[0].shape == (2,)
     with pytest.raises(ShapeError, match="finger_map"):
         PushCost(cost.background, finger_map=torch.zeros(2, 3))
+
+
+def _behind_rod(block_rc: tuple[int, int] | None, finger_rc: tuple[int, int]) -> torch.Tensor:
+    """A frame whose 5-px-wide rod (top edge down to the finger) hides a block straight above the finger."""
+    frame = _scene(block_rc, (0, 0))
+    frame[:, :1, :2] = FLOOR[:, None, None]  # no rod from _scene
+    r, c = finger_rc
+    frame[:, : r + 1, c - 2 : c + 3] = torch.tensor([0.85, 0.85, 0.88])[:, None, None]
+    return frame
+
+
+def test_push_cost_observe_carries_a_block_hidden_by_the_rod_and_finds_it_again():
+    from agents.push import PushGoal
+
+    cost = _cost(carry_below=0.5)
+    g = cost.observe(torch.tensor([4.0, 16.0]), _scene((12, 16), (16, 5)))  # in full view, the rod far left
+    assert isinstance(g, PushGoal) and g.block == pytest.approx((12.0, 16.0), abs=0.2) and g.full_mass > 0
+    g = cost.observe(g, _behind_rod(None, (15, 16)))  # the rod slid in front: hidden, the finger was far: held
+    assert g.block == pytest.approx((12.0, 16.0), abs=0.2)
+    g = cost.observe(g, _behind_rod(None, (12, 16)))  # the finger advanced 3 px into it: pushed 3 px
+    assert g.block == pytest.approx((9.0, 16.0), abs=0.3)
+    g = cost.observe(g, _scene((8, 17), (16, 5)))  # out of hiding, a pixel off the estimate: found again
+    assert g.block == pytest.approx((8.0, 17.0), abs=0.2)
+    # off: the plain track, which loses a hidden block
+    plain = _cost()
+    h = plain.observe(plain.observe(torch.tensor([4.0, 16.0]), _scene((12, 16), (16, 5))), _behind_rod(None, (15, 16)))
+    h = plain.observe(h, _behind_rod(None, (12, 16)))
+    assert h.block == pytest.approx((12.0, 16.0), abs=0.2)
+
+
+def test_push_cost_plans_a_push_behind_the_rod_only_with_carry():
+    goal = torch.tensor([6.0, 16.0])  # straight up: away from the camera, the rod in front of the block
+    first, ready = _scene((12, 16), (16, 5)), _behind_rod(None, (15, 16))
+    push = torch.stack([_behind_rod(None, (13, 16)), _behind_rod(None, (10, 16))])  # the model fades the block
+    stay = torch.stack([_behind_rod(None, (15, 16)), _behind_rod(None, (15, 16))])
+    frames = torch.stack([push, stay])  # N=2 candidates, H=2
+    carry = _cost(carry_below=0.5)
+    g = carry.observe(carry.observe(goal, first), ready)
+    costs = carry(frames, g)
+    assert costs[0] < costs[1]  # pushing moves the hidden block towards the goal
+    blocks, masses = carry.track_block(frames, carry.pusher_position(frames)[0], g)
+    assert blocks[0, -1].tolist() == pytest.approx([7.0, 16.0], abs=0.3) and (masses >= carry.min_mass).all()
+    assert blocks[1, -1].tolist() == pytest.approx([12.0, 16.0], abs=0.3)
+    off = _cost()  # the default: a faded block is lost, whatever the rod does
+    h = off.observe(off.observe(goal, first), ready)
+    assert torch.equal(off(frames, h), off(frames, goal))  # observing changes nothing when carry is off
+    with pytest.raises(ConfigError, match="carry_below"):
+        _cost(carry_below=1.5)
+    from agents.cost_registry import CostConfig
+
+    with pytest.raises(ConfigError, match="cost.carry_below"):
+        CostConfig(name="push", carry_below=-0.1)
