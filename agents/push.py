@@ -213,8 +213,8 @@ class PushCost:
             (block,), (mass,) = self.block_position(frame[None])
             return PushGoal(g.goal, _pixel(block), _pixel(finger), float(mass))
         block_t, finger_t = frame.new_tensor(g.block)[None], frame.new_tensor(g.finger)[None]
-        rows = torch.arange(frame.shape[-2], dtype=frame.dtype)[:, None]
-        cols = torch.arange(frame.shape[-1], dtype=frame.dtype)[None, :]
+        rows = torch.arange(frame.shape[-2], device=frame.device, dtype=frame.dtype)[:, None]
+        cols = torch.arange(frame.shape[-1], device=frame.device, dtype=frame.dtype)[None, :]
         window = torch.exp(-((rows - g.block[0]) ** 2 + (cols - g.block[1]) ** 2) / (2 * self.track_sigma**2))
         weight = self._weights(frame[None], self.block_dir, self.block_threshold)
         (seen,), (mass,) = _centroid(weight * window)
