@@ -49,9 +49,10 @@ class CostConfig:
         min_mass: ``push``: summed block weight below which a predicted frame has lost the block
             (that step costs the image diagonal); 0: never lost, the tracker's last position counts
             (a block hidden behind the pusher's rod is then occluded, not gone).
-        carry_below: ``push``: fraction of the first predicted step's block weight below which
-            the block counts as hidden under the pusher's rod; a hidden block near the finger is
-            carried by it, one away from it stays put (0: off; :meth:`agents.push.PushCost.track_block`).
+        carry_below: ``push``: fraction of the block's full weight (the most the observed frames
+            showed) below which the block counts as hidden under the pusher's rod, in observed and
+            predicted frames; a hidden block near the finger is carried by it, one away from it
+            stays put (0: off; :meth:`agents.push.PushCost.track_block`).
         carry_radius: ``push``: finger-to-block distance (pixels) within which a hidden block is pushed.
         final_weight: relative weight of the last planned step (:func:`agents.costs.step_weights`).
         mask: ``goal_image``: pixels that count (``.npy`` or an image file, h x w, 0 = ignored,
