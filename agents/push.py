@@ -160,29 +160,37 @@ class PushCost:
         hidden block away from the finger keeps its position, and neither counts as lost.
         """
         weight = self._weights(frames, self.block_dir, self.block_threshold)  # N x H x h x w
-        h, w = weight.shape[-2:]
-        rows = torch.arange(h, device=weight.device, dtype=weight.dtype)[:, None]
-        cols = torch.arange(w, device=weight.device, dtype=weight.dtype)[None, :]
         carry = (self.carry_below > 0 and finger is not None and start is not None and start.block is not None
                  and start.finger is not None)
-        positions, masses = [], []
         if carry:
             assert finger is not None and start is not None and start.block is not None and start.finger is not None
             n = weight.shape[0]
-            pos = weight.new_tensor(start.block).expand(n, 2)
-            prev_finger = weight.new_tensor(start.finger).expand(n, 2)
-            full = weight.new_tensor(start.full_mass)
-        else:
-            pos, mass = _centroid(weight[:, 0])
-            positions.append(pos)
-            masses.append(mass)
-        for t in range(0 if carry else 1, weight.shape[1]):
+            return self._follow(weight, weight.new_tensor(start.block).expand(n, 2),
+                                weight.new_tensor(start.finger).expand(n, 2), finger, start.full_mass)
+        pos, mass = _centroid(weight[:, 0])
+        positions, masses = self._follow(weight[:, 1:], pos)
+        return torch.cat([pos[:, None], positions], dim=1), torch.cat([mass[:, None], masses], dim=1)
+
+    def _follow(self, weight: torch.Tensor, pos: torch.Tensor, prev_finger: torch.Tensor | None = None,
+                finger: torch.Tensor | None = None, full_mass: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block positions ``N x H x 2`` and weights ``N x H`` in block weights ``N x H x h x w``, from ``pos``.
+
+        With ``finger`` (``N x H x 2``, after ``prev_finger``) and ``full_mass``, hidden steps are
+        carried or held as :meth:`track_block` describes.
+        """
+        h, w = weight.shape[-2:]
+        rows = torch.arange(h, device=weight.device, dtype=weight.dtype)[:, None]
+        cols = torch.arange(w, device=weight.device, dtype=weight.dtype)[None, :]
+        carry = finger is not None and prev_finger is not None and full_mass is not None and self.carry_below > 0
+        full = weight.new_tensor(full_mass or 0.0)
+        positions, masses = [], []
+        for t in range(weight.shape[1]):
             d2 = (rows - pos[:, 0, None, None]) ** 2 + (cols - pos[:, 1, None, None]) ** 2
             window = torch.exp(-d2 / (2 * self.track_sigma**2))
             new_pos, mass = _centroid(weight[:, t] * window)
             new_pos = torch.where((mass > 1e-6)[:, None], new_pos, pos)  # an empty window keeps the last position
             if carry:
-                assert finger is not None
+                assert finger is not None and prev_finger is not None
                 # Where the estimate drifted from a block coming out of hiding, a window twice as
                 # wide finds it again.
                 wide_pos, wide_mass = _centroid(weight[:, t] * window.sqrt().sqrt())
@@ -197,6 +205,8 @@ class PushCost:
             pos = new_pos
             positions.append(pos)
             masses.append(mass)
+        if not positions:
+            return pos.new_zeros(pos.shape[0], 0, 2), pos.new_zeros(pos.shape[0], 0)
         return torch.stack(positions, dim=1), torch.stack(masses, dim=1)
 
     def observe(self, goal: Any, frame: torch.Tensor) -> PushGoal:
@@ -212,20 +222,10 @@ class PushCost:
         if g.block is None or g.finger is None:
             (block,), (mass,) = self.block_position(frame[None])
             return PushGoal(g.goal, _pixel(block), _pixel(finger), float(mass))
-        block_t, finger_t = frame.new_tensor(g.block)[None], frame.new_tensor(g.finger)[None]
-        rows = torch.arange(frame.shape[-2], device=frame.device, dtype=frame.dtype)[:, None]
-        cols = torch.arange(frame.shape[-1], device=frame.device, dtype=frame.dtype)[None, :]
-        window = torch.exp(-((rows - g.block[0]) ** 2 + (cols - g.block[1]) ** 2) / (2 * self.track_sigma**2))
-        weight = self._weights(frame[None], self.block_dir, self.block_threshold)
-        (seen,), (mass,) = _centroid(weight * window)
-        if float(mass) < self.carry_below * g.full_mass:  # the wider window, as in track_block
-            (seen,), (mass,) = _centroid(weight * window.sqrt().sqrt())
-        full = max(g.full_mass, float(mass))
-        if float(mass) >= max(self.carry_below * full, 1e-6):
-            block = seen
-        else:
-            (block,) = _carried(block_t, finger_t, finger[None], self.carry_radius) if self.carry_below else block_t
-        return PushGoal(g.goal, _pixel(block), _pixel(finger), full)
+        weight = self._weights(frame[None, None], self.block_dir, self.block_threshold)  # 1 x 1 x h x w
+        (block,), (mass,) = self._follow(weight, frame.new_tensor(g.block)[None], frame.new_tensor(g.finger)[None],
+                                         finger[None, None], g.full_mass)
+        return PushGoal(g.goal, _pixel(block[0]), _pixel(finger), max(g.full_mass, float(mass[0])))
 
     def rod_centroid(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Centroid ``... x 2`` (row, col) and weight ``...`` of the pusher's rod."""
