@@ -261,7 +261,7 @@ class PushCost:
         start = goal if isinstance(goal, PushGoal) else None
         if start is not None:
             goal = start.goal
-        need_pusher = bool(self.pusher_weight or self.keep_out_weight or self.carry_below)
+        need_pusher = bool(self.pusher_weight or self.keep_out_weight or (self.carry_below and start is not None))
         pusher, pusher_mass = self.pusher_position(frames) if need_pusher else (None, None)
         block, block_mass = self.track_block(frames, pusher, start)  # N x H x 2
         target = self.goal_position(goal, frames)
