@@ -54,6 +54,9 @@ class CostConfig:
             predicted frames; a hidden block near the finger is carried by it, one away from it
             stays put (0: off; :meth:`agents.push.PushCost.track_block`).
         carry_radius: ``push``: finger-to-block distance (pixels) within which a hidden block is pushed.
+        views: ``push``: camera views side by side in a frame (the env's ``camera="bair+side"``,
+            the model's ``views``): one detector per view, combined by
+            :class:`agents.push.MultiViewPushCost`.
         final_weight: relative weight of the last planned step (:func:`agents.costs.step_weights`).
         mask: ``goal_image``: pixels that count (``.npy`` or an image file, h x w, 0 = ignored,
             e.g. the agent's own body); ``None``: all of them.
@@ -79,6 +82,7 @@ class CostConfig:
     min_mass: float = 0.5
     carry_below: float = 0.0
     carry_radius: float = 5.0
+    views: int = 1
     final_weight: float = 1.0
     mask: str | None = None
     patch_size: int = 3
@@ -97,6 +101,8 @@ class CostConfig:
         for key in ("pusher_weight", "keep_out_weight", "final_weight", "min_mass", "carry_radius"):
             if not getattr(self, key) >= 0:
                 raise ConfigError(f"cost.{key} must be >= 0, got {getattr(self, key)!r}")
+        if not isinstance(self.views, int) or self.views < 1:
+            raise ConfigError(f"cost.views must be a positive int, got {self.views!r}")
         if not 0 <= self.carry_below <= 1:
             raise ConfigError(f"cost.carry_below must be in [0, 1], got {self.carry_below!r}")
         if (self.source is None) != (self.target is None):
@@ -115,25 +121,35 @@ CostFactory = Callable[[CostConfig, "Path | None"], Cost]
 
 
 def _push(cfg: CostConfig, data_root: Path | None) -> Cost:
-    from .push import PushCost, background_image, calibrate_finger
+    from .push import MultiViewPushCost, PushCost, background_image, calibrate_finger, calibrate_view, split_views
 
     if data_root is None:
         raise ConfigError("the push cost learns the empty scene from training rollouts: give their folder "
                           "(mbvc plan --data DIR)")
-    background = background_image(data_root)
+    full = background_image(data_root)
+    if full.shape[-1] % cfg.views:
+        raise ConfigError(f"cost.views={cfg.views}: the rollouts in {data_root} have frames {full.shape[-1]} pixels "
+                          "wide, which do not hold that many views side by side")
+    kwargs = dict(pusher_weight=cfg.pusher_weight, keep_out_weight=cfg.keep_out_weight, final_weight=cfg.final_weight,
+                  min_mass=cfg.min_mass, carry_below=cfg.carry_below, carry_radius=cfg.carry_radius)
+    if cfg.views > 1:  # the views meet on the table: each one's pixels mapped to table positions
+        costs = [PushCost(background, **kwargs) for background in split_views(full, cfg.views)]
+        fits = [calibrate_view(cost, data_root, view, cfg.views) for view, cost in enumerate(costs)]
+        for view, fit in enumerate(fits):
+            log.info("push cost: view %d calibrated to the table, block %.2f cm, pusher %.2f cm error", view,
+                     100 * fit["block_error_m"], 100 * fit["pusher_error_m"])
+        return MultiViewPushCost(costs, fits, fits[0]["px_per_m"])
     finger_map = None
     if cfg.finger_calibration:
         try:
-            fit = calibrate_finger(PushCost(background), data_root)
+            fit = calibrate_finger(PushCost(full), data_root)
         except DataError as exc:  # e.g. the tiny configuration's few frames
             log.warning("push cost: finger calibration impossible (%s); using the rod-as-a-bar heuristic", exc)
         else:
             log.info("push cost: finger detector calibrated on %d frames, %.2f px error (rod-as-a-bar: %.2f px)",
                      fit["frames"], fit["error_px"], fit["bar_error_px"])
             finger_map = fit["finger_map"]
-    return PushCost(background, pusher_weight=cfg.pusher_weight, keep_out_weight=cfg.keep_out_weight,
-                    final_weight=cfg.final_weight, finger_map=finger_map, min_mass=cfg.min_mass,
-                    carry_below=cfg.carry_below, carry_radius=cfg.carry_radius)
+    return PushCost(full, finger_map=finger_map, **kwargs)
 
 
 def _designated_pixel(cfg: CostConfig, data_root: Path | None) -> Cost:

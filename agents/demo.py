@@ -149,7 +149,7 @@ class DemoRun:
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         run = lambda: run_plan(
-            self.out / "model", "mbvc/Push-v0", self.out / "plan", seeds=s.eval_seeds(), env_kwargs=s.eval_env_kwargs(),
+            self.out / "model", s.collect.env_id, self.out / "plan", seeds=s.eval_seeds(), env_kwargs=s.eval_env_kwargs(),
             cost=s.cost, planner=s.plan, data_root=self.out / "data" / "train", device=device,
             oracle_planner=s.demo.oracle_planner, oracle_population=s.demo.oracle_population,
             gif_scale=s.demo.gif_scale, progress=s.demo.progress, restart_on_change=True, workers=s.demo.plan_workers)

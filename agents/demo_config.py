@@ -105,9 +105,10 @@ class DemoSettings:
         return [EVAL_SEED_BASE + 1000 * self.demo.seed + i for i in range(n)]
 
     def eval_env_kwargs(self) -> dict[str, Any]:
-        """``gymnasium.make`` keyword arguments of the evaluation episodes (ending on success)."""
-        return {"goal_distance": list(self.demo.goal_distance), "episode_length": self.demo.eval_episode_length,
-                "terminate_on_success": True}
+        """``gymnasium.make`` keyword arguments of the evaluation episodes (ending on success): the
+        collection's (the env the model learnt, e.g. its cameras) with the evaluation task's."""
+        return {**self.collect.env_kwargs, "goal_distance": list(self.demo.goal_distance),
+                "episode_length": self.demo.eval_episode_length, "terminate_on_success": True}
 
 
 def scaled_schedule(iterations: int) -> list[str]:
@@ -145,11 +146,26 @@ def demo_settings(preset: str = "push-demo", overrides: Sequence[str] = (), *, t
     settings = DemoSettings(run, section_config(CollectConfig, run, "collect"), section_config(CostConfig, run, "cost"),
                             section_config(PlannerConfig, run, "plan"), section_config(DemoConfig, run, "demo"),
                             str(preset), tuple(every))
+    _check_views(settings)
     trained = run.model.total_length - run.model.input_length
     if extrapolation_level(settings.plan.horizon, trained) == logging.WARNING:
         log.warning("planning horizon %d exceeds %d times the %d steps the model is trained to predict",
                     settings.plan.horizon, EXTRAPOLATION_OK, trained)
     return settings
+
+
+def _check_views(settings: DemoSettings) -> None:
+    """The collection's cameras, the model's frame and the push cost's views must agree."""
+    model, collect, cost = settings.run.model, settings.collect, settings.cost
+    camera = str(collect.env_kwargs.get("camera", ""))
+    views = len(camera.split("+")) if camera else 1
+    size = (collect.image_size, views * collect.image_size)
+    if (model.views, (model.img_height, model.img_width)) != (views, size):
+        raise ConfigError(f"collect renders {views} view(s) of {collect.image_size}x{collect.image_size} "
+                          f"(collect.image_size, collect.env_kwargs.camera={camera or None}) = {size[0]}x{size[1]} frames, "
+                          f"but the model takes {model.img_height}x{model.img_width} frames of model.views={model.views}")
+    if cost.name == "push" and cost.views != views:
+        raise ConfigError(f"cost.views={cost.views} but the frames hold {views} view(s): set cost.views={views}")
 
 
 __all__ = ["EVAL_SEED_BASE", "TINY", "DemoConfig", "DemoSettings", "demo_settings", "scaled_schedule"]

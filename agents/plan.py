@@ -78,7 +78,7 @@ def make_env(env_id: str, image_size: int | tuple[int, int], env_kwargs: dict[st
     size = image_size if isinstance(image_size, int) else tuple(image_size)
     try:
         if env_id.startswith("mbvc/"):
-            return gym.make(env_id, image_size=size if isinstance(size, int) else size[0], **env_kwargs)
+            return gym.make(env_id, image_size=size, **env_kwargs)
         return PixelObservation(gym.make(env_id, render_mode="rgb_array", **env_kwargs), size=size, pixels_only=False)
     except TypeError as exc:
         raise ConfigError(f"--env-kwargs {env_kwargs} do not fit {env_id} ({exc})") from None
@@ -244,9 +244,17 @@ def run_plan(
     out = Path(out)
     net = load_trained(model).model if isinstance(model, (str, os.PathLike)) else model
     mcfg = net.config
-    env = make_env(env_id, mcfg.img_width if mcfg.img_height in (None, mcfg.img_width) else
-                   (mcfg.img_height, mcfg.img_width), env_kwargs)
+    views = getattr(mcfg, "views", 1)
+    view_size = (mcfg.img_height or mcfg.img_width, mcfg.img_width // views)  # what one camera renders
+    env = make_env(env_id, view_size[0] if view_size[0] == view_size[1] else view_size, env_kwargs)
     try:
+        image_shape = getattr(getattr(env.observation_space, "spaces", {}).get("image"), "shape", None)
+        if image_shape is not None and tuple(image_shape[:2]) != (mcfg.img_height or mcfg.img_width, mcfg.img_width):
+            raise ConfigError(f"the model takes {mcfg.img_height}x{mcfg.img_width} frames ({views} view(s) side by "
+                              f"side) but {env_id} with {env_kwargs or {}} observes {image_shape[0]}x{image_shape[1]}"
+                              + (": give the env as many cameras, e.g. --env-kwargs camera=bair+side" if views > 1 else ""))
+        if cost.name == "push" and cost.views != views:
+            raise ConfigError(f"cost.views={cost.views} but the model's frames hold {views} view(s): set cost.views={views}")
         shape = getattr(env.action_space, "shape", None)
         if not shape or len(shape) != 1 or shape[0] != mcfg.num_action_ch:
             raise ConfigError(f"the model takes {mcfg.num_action_ch}-dimensional actions but {env_id} has action "

@@ -278,6 +278,167 @@ class PushCost:
         return weighted_sum(cost, None, self.final_weight)
 
 
+class MultiViewPushCost:
+    """The push cost on frames that hold several camera views side by side (``camera="bair+side"``).
+
+    One :class:`PushCost` per view finds the block and the pusher's rod in that view;
+    :func:`calibrate_view` maps each view's pixels to table positions. The block's table position
+    is the views' estimates averaged with weights of how much of the block each view shows (its
+    weight over its weight in the goal image, at most 1): where the rod hides the block from one
+    camera, that view stops counting, and the other camera, which sees the push from the side,
+    places it. The block is lost (the step costs the image diagonal) only when every view loses
+    it. The pusher's position is the mean over the views that show the rod. Distances are in the
+    first view's pixels (``scale``: its pixels per metre), so ``behind``, ``keep_out`` and the
+    weights mean what they mean in :class:`PushCost`. Where calibrations give their errors, each
+    view's estimates also weigh by the inverse of its squared error (the side camera places the
+    pusher about twice as far off as the BAIR-view one).
+
+    Args:
+        costs: one :class:`PushCost` per view, left to right, each with its view's background.
+        calibrations: per view, ``{"block": (2, 6), "pusher": (2, 6)}`` maps and optionally
+            ``"block_error_m"``, ``"pusher_error_m"`` (:func:`calibrate_view`'s).
+        scale: pixels of the first view per metre on the table.
+    """
+
+    def __init__(self, costs: Sequence[PushCost], calibrations: Sequence[dict[str, torch.Tensor]], scale: float) -> None:
+        if len(costs) < 2 or len(calibrations) != len(costs):
+            raise ConfigError(f"MultiViewPushCost needs at least 2 views and one calibration per view, got "
+                              f"{len(costs)} costs and {len(calibrations)} calibrations (one view: use PushCost)")
+        if not scale > 0:
+            raise ConfigError(f"MultiViewPushCost scale must be > 0 pixels per metre, got {scale!r}")
+        for cal in calibrations:
+            shapes = {k: tuple(cal[k].shape) if k in cal else None for k in ("block", "pusher")}
+            if shapes != {"block": (2, FINGER_FEATURES), "pusher": (2, FINGER_FEATURES)}:
+                raise ShapeError(f"MultiViewPushCost calibrations hold 'block' and 'pusher' maps of shape (2, 6) "
+                                 f"(see calibrate_view), got {shapes}")
+        self.costs, self.calibrations, self.scale = list(costs), list(calibrations), float(scale)
+        # inverse-variance weights of each view's block and pusher estimates (1 without errors)
+        self.trust = [{k: 1.0 / max(float(cal.get(f"{k}_error_m", 1.0)), 1e-4) ** 2 for k in ("block", "pusher")}
+                      for cal in calibrations]
+        self.views = len(self.costs)
+        first = self.costs[0]
+        self.min_mass, self.final_weight = first.min_mass, first.final_weight
+        self.pusher_weight, self.keep_out_weight = first.pusher_weight, first.keep_out_weight
+        self.behind, self.keep_out = first.behind, first.keep_out
+
+    def split(self, frames: torch.Tensor) -> list[torch.Tensor]:
+        """Frames ``... x C x h x (n w)`` -> the ``n`` views ``... x C x h x w``, left to right."""
+        return split_views(frames, self.views)
+
+    def observe(self, goal: Any, frame: torch.Tensor) -> tuple[PushGoal, ...]:
+        """Every view's :meth:`PushCost.observe` (the goal: a goal image of all the views, or their goals)."""
+        goals = goal if isinstance(goal, tuple) else self.split(torch.as_tensor(goal, dtype=torch.float32))
+        return tuple(c.observe(g, f) for c, g, f in zip(self.costs, goals, self.split(torch.as_tensor(frame))))
+
+    def table_positions(self, frames: torch.Tensor, goals: Sequence[Any] | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Block and pusher table positions ``N x H x 2`` (metres) in frames ``N x H x C x h x (n w)``,
+        with whether the block is lost and whether the rod is, ``N x H``. ``goals`` (per view, a
+        goal image or a :class:`PushGoal`) set each view's full block weight; else 1 pixel."""
+        blocks, block_w, pushers, pusher_w = [], [], [], []
+        lost = None
+        for i, (cost, cal, view) in enumerate(zip(self.costs, self.calibrations, self.split(frames))):
+            g = None if goals is None else goals[i]
+            pos, mass = cost.track_block(view, None, None)
+            full = 1.0 if g is None else self._full_mass(cost, g, frames)
+            blocks.append(_finger_features(pos) @ cal["block"].to(pos).T)
+            block_w.append((mass / full).clamp(0.0, 1.0) * self.trust[i]["block"])
+            rod, rod_mass = cost.rod_centroid(view)
+            pushers.append(_finger_features(rod) @ cal["pusher"].to(rod).T)
+            pusher_w.append((rod_mass >= cost.min_mass).to(rod.dtype) * self.trust[i]["pusher"])
+            lost = mass < cost.min_mass if lost is None else lost & (mass < cost.min_mass)
+        assert lost is not None
+        bw, pw = torch.stack(block_w)[..., None], torch.stack(pusher_w)[..., None]
+        block = (bw * torch.stack(blocks)).sum(0) / bw.sum(0).clamp_min(1e-6)
+        pusher = (pw * torch.stack(pushers)).sum(0) / pw.sum(0).clamp_min(1e-6)
+        return block, pusher, lost, pw.sum(0)[..., 0] == 0
+
+    def goal_table_position(self, goals: Sequence[Any], frames: torch.Tensor) -> torch.Tensor:
+        """The block's table position ``2`` in the goal images (per view), weighted by how much each shows."""
+        points, weights, masses = [], [], []
+        for cost, cal, trust, g in zip(self.costs, self.calibrations, self.trust, goals):
+            image = torch.as_tensor(g.goal if isinstance(g, PushGoal) else g, device=frames.device, dtype=frames.dtype)
+            if image.dim() != 3:
+                raise ShapeError("MultiViewPushCost needs a goal image of every view, got a goal pixel")
+            pos, mass = cost.block_position(image)
+            points.append(_finger_features(pos) @ cal["block"].to(pos).T)
+            weights.append(mass * trust["block"])
+            masses.append(mass)
+        w = torch.stack(weights)
+        if float(torch.stack(masses).max()) < self.min_mass:
+            raise ShapeError("MultiViewPushCost: no view of the goal image shows the block")
+        return (w[:, None] * torch.stack(points)).sum(0) / w.sum()
+
+    def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
+        check_frames(frames)
+        goals = goal if isinstance(goal, tuple) else self.split(torch.as_tensor(goal, device=frames.device,
+                                                                                 dtype=frames.dtype))
+        if len(goals) != self.views:
+            raise ShapeError(f"MultiViewPushCost: {self.views} views, got a goal of {len(goals)}")
+        block, pusher, lost, pusher_lost = self.table_positions(frames, goals)
+        target = self.goal_table_position(goals, frames)
+        s = self.scale
+        dist = (block - target).norm(dim=-1) * s
+        diagonal = float(np.hypot(frames.shape[-2], frames.shape[-1] / self.views))
+        cost = torch.where(lost, torch.full_like(dist, diagonal), dist)
+        if self.pusher_weight or self.keep_out_weight:
+            approach, intrusion = push_shaping(block * s, pusher * s, target * s, self.behind, self.keep_out)
+            approach = torch.where(pusher_lost, torch.full_like(approach, diagonal), approach)
+            intrusion = torch.where(pusher_lost, torch.zeros_like(intrusion), intrusion)
+            cost = cost + self.pusher_weight * approach + self.keep_out_weight * intrusion
+        return weighted_sum(cost, None, self.final_weight)
+
+    @staticmethod
+    def _full_mass(cost: PushCost, goal: Any, frames: torch.Tensor) -> float:
+        image = goal.goal if isinstance(goal, PushGoal) else goal
+        image = torch.as_tensor(image, device=frames.device, dtype=frames.dtype)
+        full = float(cost.block_position(image)[1]) if image.dim() == 3 else 0.0
+        return max(full, goal.full_mass if isinstance(goal, PushGoal) else 0.0, 1e-6)
+
+
+def calibrate_view(cost: PushCost, data_root: str | os.PathLike, view: int = 0, views: int = 1,
+                   max_frames: int = 3000, min_gap: float = 0.05) -> dict[str, Any]:
+    """Maps from a view's pixels to table positions, fitted on recorded rollouts (:class:`MultiViewPushCost`).
+
+    Least-squares quadratics: the block's detected pixel to its recorded table position (frames
+    where the pusher is at least ``min_gap`` metres from it, so that its rod hides none of it),
+    and the rod's centroid to the pusher's position. Half the frames fit, the other half
+    measure the error.
+
+    Returns:
+        ``{"block": (2, 6), "pusher": (2, 6), "block_error_m", "pusher_error_m", "px_per_m"}``:
+        the maps, their mean held-out errors and the view's pixels per metre (an affine fit's).
+    """
+    from envs.scene import StateLayout
+    frames, states = _rollout_frames(data_root, max_frames, view, views)
+    (blocks, block_mass), (rods, rod_mass) = cost.block_position(frames), cost.rod_centroid(frames)
+    block_xy, pusher_xy = states[:, StateLayout(1).object(0)][:, :2], states[:, :2]
+    clear = (block_mass >= cost.min_mass) & ((block_xy - pusher_xy).norm(dim=-1) > min_gap)
+    seen = rod_mass >= cost.min_mass
+    if int(clear.sum()) < 50 or int(seen.sum()) < 50:
+        raise DataError(f"{data_root}: view {view} shows the block clear of the pusher in {int(clear.sum())} "
+                        f"frames and the rod in {int(seen.sum())}; calibrate_view needs 50 of each")
+    out: dict[str, Any] = {}
+    for name, pixels, xy, ok in (("block", blocks, block_xy, clear), ("pusher", rods, pusher_xy, seen)):
+        feats, target = _finger_features(pixels[ok]), xy[ok]
+        fit = torch.arange(len(feats)) % 2 == 0
+        out[name] = torch.linalg.lstsq(feats[fit].double(), target[fit].double()).solution.T.float()
+        out[f"{name}_error_m"] = float((feats[~fit] @ out[name].T - target[~fit]).norm(dim=-1).mean())
+    ones = torch.ones(int(clear.sum()), 1)
+    affine = torch.linalg.lstsq(torch.cat([block_xy[clear], ones], 1).double(), blocks[clear].double()).solution
+    out["px_per_m"] = float(affine[:2].det().abs().sqrt())
+    return out
+
+
+def split_views(frames: torch.Tensor, views: int) -> list[torch.Tensor]:
+    """Frames ``... x h x (n w)`` of ``n`` views side by side -> the views ``... x h x w``, left to right."""
+    width = frames.shape[-1]
+    if width % views:
+        raise ShapeError(f"frames {width} pixels wide do not hold {views} views side by side")
+    step = width // views
+    return [frames[..., i * step:(i + 1) * step] for i in range(views)]
+
+
 FINGER_FEATURES = 6  # columns of the finger map: see _finger_features
 
 
@@ -293,7 +454,7 @@ def _finger_features(rod: torch.Tensor) -> torch.Tensor:
 
 
 def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3000,
-                     min_gap: float = 0.05) -> dict[str, Any]:
+                     min_gap: float = 0.05, view: int = 0, views: int = 1) -> dict[str, Any]:
     """Fit :class:`PushCost`'s finger map on recorded rollouts; returns the map and its error.
 
     The rollouts record the pusher's and the block's table positions with every frame (as BAIR
@@ -303,24 +464,15 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
     pixel is that map applied to the pusher's position, i.e. where the block would be seen if
     it stood at the finger, which is the frame the cost compares them in. A least-squares
     quadratic in the rod's centroid then predicts it (about 1 pixel of error where the bar
-    heuristic has 2). Half the frames fit, the other half measure the error.
+    heuristic has 2). Half the frames fit, the other half measure the error. With ``views`` > 1
+    the frames hold that many views side by side and the map is fitted in view ``view``.
 
     Returns:
         ``{"finger_map": (2, 6) tensor, "error_px": mean error on held-out frames,
         "bar_error_px": the heuristic's error on them, "frames": frames used}``.
     """
     from envs.scene import StateLayout
-    from mbvc.data.rollouts import RolloutDataset
-    pairs = RolloutDataset(data_root, seq_len=1, stride=1, uint8=True)
-    step = max(1, len(pairs) // max_frames)
-    frames, states = [], []
-    for i in range(0, len(pairs), step):
-        item = pairs[i]
-        if "states" not in item:
-            raise DataError(f"{data_root}: the rollouts record no states; calibrate_finger needs the pusher's position")
-        frames.append(item["frames"][0])
-        states.append(torch.as_tensor(item["states"][0], dtype=torch.float32))
-    frames_f, states_t = torch.stack(frames).float() / 255.0, torch.stack(states)
+    frames_f, states_t = _rollout_frames(data_root, max_frames, view, views)
     (blocks, block_mass), (rods, rod_mass) = cost.block_position(frames_f), cost.rod_centroid(frames_f)
     seen = (block_mass >= cost.min_mass) & (rod_mass >= cost.min_mass)
     if int(seen.sum()) < 50:
@@ -338,6 +490,24 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
     err = (feats[~fit] @ finger_map.T - target[~fit]).norm(dim=-1).mean()
     bar_err = (_bar_finger(rods[~fit]) - target[~fit]).norm(dim=-1).mean()
     return {"finger_map": finger_map, "error_px": float(err), "bar_error_px": float(bar_err), "frames": len(feats)}
+
+
+def _rollout_frames(data_root: str | os.PathLike, max_frames: int, view: int = 0, views: int = 1
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to about ``max_frames`` frames ``N x C x h x w`` in [0, 1] (view ``view`` of ``views``) spread
+    over a rollout folder, with their recorded states ``N x S``."""
+    from mbvc.data.rollouts import RolloutDataset
+    pairs = RolloutDataset(data_root, seq_len=1, stride=1, uint8=True)
+    step = max(1, len(pairs) // max_frames)
+    frames, states = [], []
+    for i in range(0, len(pairs), step):
+        item = pairs[i]
+        if "states" not in item:
+            raise DataError(f"{data_root}: the rollouts record no states; calibrating the push cost needs the "
+                            "pusher's and the block's positions")
+        frames.append(split_views(item["frames"][0], views)[view])
+        states.append(torch.as_tensor(item["states"][0], dtype=torch.float32))
+    return torch.stack(frames).float() / 255.0, torch.stack(states)
 
 
 def _carried(block: torch.Tensor, finger: torch.Tensor, finger_next: torch.Tensor, radius: float) -> torch.Tensor:
@@ -406,4 +576,5 @@ def clear_goal_image(env: Any) -> np.ndarray:
     return best  # type: ignore[return-value]
 
 
-__all__ = ["BLOCK_COLOUR", "PUSHER_COLOUR", "PushCost", "PushGoal", "background_image", "calibrate_finger", "clear_goal_image"]
+__all__ = ["BLOCK_COLOUR", "PUSHER_COLOUR", "MultiViewPushCost", "PushCost", "PushGoal", "background_image",
+           "calibrate_finger", "calibrate_view", "clear_goal_image", "split_views"]

@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 mujoco = import_mujoco()  # a missing GL library fails here: say what to install
 
 CAMERAS = ("bair", "top", "side")
+#: Joins camera names into one observation of several views side by side, e.g. ``"bair+side"``.
+VIEW_SEPARATOR = "+"
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,17 @@ class PushEnv(gym.Env):
     Args:
         scene: ``"push"`` (one block), ``"multi"`` (2-3 blocks), ``"distractors"`` or a
             :class:`~envs.scene.SceneSpec`.
-        image_size: ``H`` (square) or ``(H, W)`` of the observation and of ``render()``.
+        image_size: ``H`` (square) or ``(H, W)`` of one camera's view.
         episode_length: steps before ``truncated`` is set.
         action_dim: 2 or 4.
         max_step: metres moved by a unit action.
         success_threshold: metres.
         goal_distance: ``(min, max)`` distance of the goal from the target's start.
-        camera: ``"bair"`` (default), ``"top"`` or ``"side"``.
+        camera: ``"bair"`` (default), ``"top"`` or ``"side"``, or several joined by ``"+"``
+            (e.g. ``"bair+side"``): the observation then holds their views side by side, ``H x
+            (n W) x 3``. The rod hides the block from the ``bair`` camera when it pushes away
+            from it, and from the ``side`` camera when it pushes towards it; one of the two sees
+            every push (docs/recipe.md).
         target: name of the object to push; ``None`` draws one per episode.
         num_blocks: blocks of the ``"multi"`` scene (2 or 3).
         num_distractors: distractors of the ``"distractors"`` scene (1-4).
@@ -154,7 +160,8 @@ class PushEnv(gym.Env):
         self.model = mujoco.MjModel.from_xml_string(xml)
         self.data = mujoco.MjData(self.model)
         self._scratch = mujoco.MjData(self.model)  # for goal images: never disturbs the episode
-        self.camera = camera  # validated by the property setter
+        self.views: tuple[str, ...] = ()
+        self.camera = camera  # validated by the property setter; sets self.views
         self._goal_site = self.model.site("goal").id
         self._obj_qpos = [self.model.jnt_qposadr[self.model.joint(f"obj{i}").id]
                           for i in range(len(self.scene.objects))]
@@ -169,7 +176,7 @@ class PushEnv(gym.Env):
 
         self.action_space = spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
         self.observation_space = spaces.Dict({
-            "image": spaces.Box(0, 255, (self.height, self.width, 3), np.uint8),
+            "image": spaces.Box(0, 255, (self.height, self.width * len(self.views), 3), np.uint8),
             "state": spaces.Box(*self._state_bounds(), dtype=np.float32),
         })
         mujoco.mj_forward(self.model, self.data)
@@ -182,14 +189,22 @@ class PushEnv(gym.Env):
 
     @property
     def camera(self) -> str:
-        """Name of the camera used for observations, ``render()`` and goal images."""
+        """Name of the camera (or ``"+"``-joined cameras) used for observations, ``render()`` and goal images."""
         return self._camera
 
     @camera.setter
     def camera(self, name: str) -> None:
-        if name not in CAMERAS:
-            raise ConfigError(f"camera must be one of {list(CAMERAS)}, got {name!r}" + did_you_mean(str(name), CAMERAS))
-        self._camera = name
+        views = tuple(str(name).split(VIEW_SEPARATOR))
+        for view in views:
+            if view not in CAMERAS:
+                raise ConfigError(f"camera must be one of {list(CAMERAS)} or several joined by "
+                                  f"{VIEW_SEPARATOR!r}, got {name!r}" + did_you_mean(view, CAMERAS))
+        if len(set(views)) != len(views):
+            raise ConfigError(f"camera {name!r} names a view twice")
+        if self.views and len(views) != len(self.views):
+            raise ConfigError(f"camera {name!r} has {len(views)} views; this env was built with "
+                              f"{len(self.views)} (its observation space is fixed): make a new env")
+        self._camera, self.views = name, views
         self._image = None
 
     @property
@@ -246,7 +261,7 @@ class PushEnv(gym.Env):
         return self.observe(), -info["distance"], terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
-        """The observation camera's current image, ``uint8 (H, W, 3)``."""
+        """The observation camera's current image, ``uint8 (H, W, 3)`` (``H x (n W) x 3`` for n views)."""
         if self.render_mode is None:
             logger.warning("PushEnv.render() called with render_mode=None; pass render_mode='rgb_array'")
             return None
@@ -299,15 +314,17 @@ class PushEnv(gym.Env):
         """``(row, col)`` of a world point in a ``size`` frame of the observation camera.
 
         MuJoCo's pinhole model: the camera looks along its frame's -z with +y up, ``fovy`` is the
-        vertical field of view and pixels are square, so one focal length serves both axes.
+        vertical field of view and pixels are square, so one focal length serves both axes. With
+        several views (``camera="bair+side"``) ``size`` is the whole observation's and the pixel
+        is in the first view, the leftmost.
         """
-        cam = self.model.camera(self._camera)
+        cam = self.model.camera(self.views[0])
         data = self.data
         rel = np.asarray(xyz, np.float64) - data.cam_xpos[cam.id]
         x, y, z = data.cam_xmat[cam.id].reshape(3, 3).T @ rel
         if z >= 0:
-            raise EnvError(f"the point {list(np.round(xyz, 3))} is behind the {self._camera!r} camera")
-        h, w = size
+            raise EnvError(f"the point {list(np.round(xyz, 3))} is behind the {self.views[0]!r} camera")
+        h, w = size[0], size[1] / len(self.views)
         focal = (h / 2) / np.tan(np.radians(float(cam.fovy[0])) / 2)
         return float(h / 2 - focal * y / -z - 0.5), float(w / 2 + focal * x / -z - 0.5)
 
@@ -425,5 +442,8 @@ class PushEnv(gym.Env):
     def _render(self, data: mujoco.MjData) -> np.ndarray:
         if self._renderer is None:
             self._renderer = make_renderer(self.model, self.height, self.width)
-        self._renderer.update_scene(data, camera=self._camera)
-        return self._renderer.render()
+        images = []
+        for view in self.views:
+            self._renderer.update_scene(data, camera=view)
+            images.append(self._renderer.render())
+        return images[0] if len(images) == 1 else np.concatenate(images, axis=1)

@@ -28,7 +28,8 @@ class ModelConfig:
         stride: convolution stride of the cells; only 1 keeps state sizes fixed.
         patch_size: space-to-depth factor p applied to frames.
         img_channel: channels C of a frame.
-        img_width: frame width W (the reference's square-image size).
+        img_width: frame width W (the reference's square-image size); with ``views`` > 1 the
+            width of all the views side by side.
         img_height: frame height H; ``None`` means square (``img_width``).
         layer_norm: LayerNorm after every gate convolution.
         input_length: context length K.
@@ -44,6 +45,10 @@ class ModelConfig:
             in the reference; a model with 2 cannot be exported to it.
         res_on_conv: action models: skip connections from the encoder to the decoder.
         num_action_ch: action dimension A (action models).
+        views: camera views side by side in a frame (an env's ``camera="bair+side"``): the model
+            stacks them as channels, ``C x H x (n W)`` -> ``nC x H x W``, before patching, so a
+            second camera costs only the first and last convolutions' extra channels, not twice
+            the recurrent map. Not in the reference (1).
         residual_output: predict each frame as the input frame plus the decoder's output (not
             in the reference; off by default). What does not move is copied for free, so a
             short run spends its updates on what moves (docs/control.md: Reacher;
@@ -68,6 +73,7 @@ class ModelConfig:
     res_on_conv: bool = True
     num_action_ch: int = 4
     residual_output: bool = False
+    views: int = 1
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -95,7 +101,9 @@ class ModelConfig:
             raise ConfigError(f"patch_size must be >= 1, got {self.patch_size=}")
         if self.encoder_downsample not in (2, 4):
             raise ConfigError(f"encoder_downsample must be 4 (the reference) or 2, got {self.encoder_downsample!r}")
-        for dim, size in (("img_width", self.img_width), ("img_height", self.img_height)):
+        if not isinstance(self.views, int) or self.views < 1 or self.img_width % self.views:
+            raise ConfigError(f"views must be a positive int dividing img_width={self.img_width}, got {self.views!r}")
+        for dim, size in (("img_width / views", self.img_width // self.views), ("img_height", self.img_height)):
             if size % self.patch_size:
                 raise ConfigError(f"{dim}={size} is not divisible by patch_size={self.patch_size}")
             if self.is_action and self.conv_on_input and (size // self.patch_size) % self.encoder_downsample:
@@ -141,8 +149,8 @@ class ModelConfig:
 
     @property
     def patch_channels(self) -> int:
-        """Channels of a patched frame, p * p * C."""
-        return self.patch_size**2 * self.img_channel
+        """Channels of a patched frame, p * p * C * views."""
+        return self.patch_size**2 * self.img_channel * self.views
 
     @property
     def reverse_input_rule(self) -> bool:

@@ -92,7 +92,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         self.config = cfg = config
         hid, k, p = cfg.hidden, cfg.filter_size, cfg.patch_size
         pch, ln = cfg.patch_channels, cfg.layer_norm
-        ph, pw = cfg.img_height // p, cfg.img_width // p
+        ph, pw = cfg.img_height // p, cfg.img_width // cfg.views // p
         if cfg.is_action and cfg.conv_on_input:
             s2 = cfg.encoder_downsample // 2  # stride of the second encoder / first decoder stage
             rh, rw = ph // cfg.encoder_downsample, pw // cfg.encoder_downsample
@@ -243,7 +243,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
                 f"({'T-2' if cfg.reverse_input_rule else 'T-K-1'}), got {tuple(mask.shape)}"
             )
         actions = self._check_actions(actions, batch, total - 1)
-        x = patchify(frames, cfg.patch_size)
+        x = patchify(frames, cfg.patch_size, cfg.views)
         mask = mask.to(device=x.device, dtype=x.dtype)[:, :, None, None, None]
         h, c, m = self._zero_states()
         preds, increments = [], []
@@ -261,7 +261,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         decouple = self._decoupling_loss(increments) if cfg.is_v2 else mse.new_zeros(())
         loss = mse + cfg.decouple_beta * decouple if cfg.is_v2 else mse
         return ModelOutput(
-            unpatchify(pred, cfg.patch_size), loss, mse, decouple, increments if return_increments else None
+            unpatchify(pred, cfg.patch_size, cfg.views), loss, mse, decouple, increments if return_increments else None
         )
 
     def _decoupling_loss(self, increments: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -302,7 +302,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         """
         batch, k = self._check_frames(context, "context", min_length=1)
         actions = self._check_actions(actions, batch, k - 1, allow_empty=True)
-        x = patchify(context, self.config.patch_size)
+        x = patchify(context, self.config.patch_size, self.config.views)
         h, c, m = self._zero_states()
         basis = self.action_basis(x.shape[-2:]) if k > 1 else None
         for t in range(k - 1):
@@ -331,7 +331,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         for t in range(n_future):
             frame, h, c, m, _ = self._step(frame, None if actions is None else actions[:, t], h, c, m, basis)
             preds.append(frame)
-        return unpatchify(torch.stack(preds, dim=1), self.config.patch_size)
+        return unpatchify(torch.stack(preds, dim=1), self.config.patch_size, self.config.views)
 
     @torch.no_grad()
     def predict(self, context: torch.Tensor, n_future: int, actions: torch.Tensor | None = None) -> torch.Tensor:
@@ -370,8 +370,9 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
                 f"{name} frames are {hh}x{ww}; with layer_norm the model needs "
                 f"{cfg.img_height}x{cfg.img_width}"
             )
-        if hh % div or ww % div:
-            raise ShapeError(f"{name} frame size {hh}x{ww} is not divisible by {div} (patch_size={cfg.patch_size})")
+        if hh % div or ww % (div * cfg.views):
+            raise ShapeError(f"{name} frame size {hh}x{ww} is not divisible by {div} (patch_size={cfg.patch_size})"
+                             + (f" with {cfg.views} views side by side" if cfg.views > 1 else ""))
         if t < min_length:
             raise ShapeError(f"{name} needs at least {min_length} frames, got {t}")
         return b, t

@@ -199,6 +199,17 @@ def test_sections_are_validated_by_their_dataclasses():
     assert tiny.collect.image_size == tiny.run.model.img_width == 16
 
 
+def test_two_camera_views_must_agree_across_collection_model_and_cost():
+    two = ["model.img_width=64", "model.img_height=32", "model.views=2", "collect.image_size=32",
+           "collect.env_kwargs={camera: bair+side}", "cost.views=2"]
+    settings = demo_settings(overrides=two)
+    assert settings.eval_env_kwargs()["camera"] == "bair+side"  # the plan stage sees what the model learnt
+    with pytest.raises(ConfigError, match="1 view.*model.views=2"):
+        demo_settings(overrides=["model.views=2"])
+    with pytest.raises(ConfigError, match="set cost.views=2"):
+        demo_settings(overrides=two[:-1])
+
+
 def test_mbvc_plan_on_the_demos_model_reproduces_its_table(tiny_run, tmp_path):
     """The demo's plan stage is `mbvc plan` with the model's own plan and cost sections."""
     from mbvc.cli import main

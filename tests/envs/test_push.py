@@ -158,6 +158,8 @@ def test_pusher_moves_by_bounded_steps(make_push):
     ({"max_step": 0.5}, "max_step"),
     ({"action_dim": 3}, "action_dim"),
     ({"camera": "front"}, "camera"),
+    ({"camera": "bair+sid"}, "Did you mean 'side'"),
+    ({"camera": "bair+bair"}, "names a view twice"),
     ({"goal_distance": (0.2, 0.1)}, "goal_distance"),
     ({"render_mode": "human"}, "render_mode"),
     ({"scene": "multi", "num_blocks": 5}, "num_blocks"),
@@ -228,4 +230,38 @@ def test_designated_agent_pixel_is_on_the_dark_finger_and_follows_the_pusher(cam
     obs, *_ = env.step(np.array([1.0, 0.0], np.float32))  # +x
     moved = push.designate_agent((64, 64))
     assert np.hypot(moved[0] - finger[0], moved[1] - finger[1]) > 1.0
+    env.close()
+
+
+def test_several_cameras_are_views_side_by_side(make_push):
+    both = make_push(image_size=(16, 24), camera="bair+side")
+    obs, _ = both.reset(seed=5)
+    assert obs["image"].shape == (16, 48, 3) and obs["image"] in both.observation_space["image"]
+    for i, camera in enumerate(("bair", "side")):
+        one = make_push(image_size=(16, 24), camera=camera)
+        single, _ = one.reset(seed=5)
+        assert np.array_equal(obs["image"][:, 24 * i: 24 * (i + 1)], single["image"])
+    assert both.unwrapped.goal_image().shape == (16, 48, 3)
+    # designated pixels are in the first view
+    bair = make_push(image_size=(16, 24))
+    bair.reset(seed=5)
+    assert np.allclose(both.unwrapped.designate((16, 48)), bair.unwrapped.designate((16, 24)))
+    with pytest.raises(ConfigError, match="make a new env"):
+        both.unwrapped.camera = "top"
+
+
+def test_the_side_camera_sees_the_block_that_the_rod_hides_from_the_bair_camera():
+    """Pushing away from the BAIR-view camera puts the rod between it and the block; the side view keeps it."""
+    env = gym.make("mbvc/Push-v0", image_size=32, camera="bair+side")
+    push = env.unwrapped
+    env.reset(seed=0)
+    block = push.target_position
+    adr = push._pusher_qpos
+    push.data.qpos[adr: adr + 2] = block - (0.0, 0.035)  # on the camera's side of the block, touching it
+    mujoco.mj_forward(push.model, push.data)
+    push._image = None
+    image = push.observe()["image"].astype(float) / 255
+    red = (image[..., 0] - image[..., 1] > 0.3) & (image[..., 0] - image[..., 2] > 0.3)
+    bair, side = red[:, :32].sum(), red[:, 32:].sum()
+    assert side >= 4 and bair < side / 2
     env.close()

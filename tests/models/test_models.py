@@ -288,3 +288,40 @@ def test_residual_output_has_no_reference_export():
     model = build_model(tiny_config("action_cond_predrnn_v2", residual_output=True))
     with pytest.raises(CheckpointError, match="residual_output"):
         export_reference_state_dict(model)
+
+
+def test_views_side_by_side_are_the_same_model_as_their_views_stacked_as_channels():
+    """``views=2``: frames C x H x 2W hold two cameras; the model is the 2C-channel model of the folded frames."""
+    from mbvc.models.patch import fold_views, unfold_views
+
+    frames = torch.rand(2, 5, 3, 8, 32)
+    folded = fold_views(frames, 2)
+    assert folded.shape == (2, 5, 6, 8, 16) and torch.equal(folded[:, :, 3:], frames[..., 16:])
+    assert torch.equal(unfold_views(folded, 2), frames)
+    assert torch.equal(unpatchify(patchify(frames, 2, views=2), 2, views=2), frames)
+    common = dict(name="action_cond_predrnn_v2", num_hidden=(8,), filter_size=3, patch_size=1, img_height=8,
+                  input_length=2, total_length=5, num_action_ch=2)
+    torch.manual_seed(0)
+    two = build_model(ModelConfig(img_channel=3, img_width=32, views=2, **common))
+    stacked = build_model(ModelConfig(img_channel=6, img_width=16, **common))
+    stacked.load_state_dict(two.state_dict())  # the same parameter shapes
+    actions = torch.rand(2, 5, 2)
+    out = two(frames, torch.ones(2, 3), actions)
+    ref = stacked(folded, torch.ones(2, 3), actions)
+    assert torch.allclose(out.loss, ref.loss) and torch.allclose(out[0], unfold_views(ref[0], 2))
+    assert torch.allclose(two.predict(frames[:, :2], 3, actions), unfold_views(stacked.predict(folded[:, :2], 3, actions), 2))
+    with pytest.raises(ConfigError, match="views"):
+        ModelConfig(img_channel=3, img_width=30, views=4, **common)
+    with pytest.raises(ShapeError, match="2 views"):
+        two.predict(torch.rand(1, 2, 3, 8, 36), 1, actions[:1])
+
+
+def test_a_model_with_views_cannot_be_exported_to_the_reference():
+    from mbvc.errors import CheckpointError
+    from mbvc.models.reference import export_reference_state_dict
+
+    model = build_model(ModelConfig(name="action_cond_predrnn_v2", num_hidden=(8,), filter_size=3, patch_size=1,
+                                    img_channel=3, img_width=32, img_height=8, views=2, input_length=2,
+                                    total_length=5, num_action_ch=2))
+    with pytest.raises(CheckpointError, match="views=2"):
+        export_reference_state_dict(model)
