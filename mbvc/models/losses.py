@@ -23,3 +23,8 @@ def motion_weighted_mse(pred: torch.Tensor, frames: torch.Tensor) -> torch.Tenso
     target = frames[:, 1:]
     weight = (target - frames[:, :-1]).abs().amax(dim=2, keepdim=True)
     return (weight * (pred - target).square()).mean()
+
+
+def l1_error(pred: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error of predictions (B, T-1, C, H, W) of frames 1..T-1 of ``frames`` (B, T, C, H, W)."""
+    return (pred - frames[:, 1:]).abs().mean()

@@ -56,6 +56,10 @@ class TrainConfig:
         motion_weight: weight of an extra loss term, the squared error weighted by how much each
             target pixel changed since the previous frame (:func:`mbvc.models.losses.motion_weighted_mse`);
             0 disables it. Puts the loss on the few pixels that move (a pushed block).
+        l1_weight: weight of an extra loss term, the mean absolute error of the predicted frames
+            (:func:`mbvc.models.losses.l1_error`; the L1 + L2 objective of E3D-LSTM and others); 0
+            disables it. The absolute error is minimised by the median, not the mean, of what
+            may happen, so an uncertain push is drawn less as a faded average of outcomes.
         reverse_input: also train on the time-reversed sequence each iteration (a second
             optimiser step, the mean of both losses reported). Skipped for action models:
             reversing frames would pair every action with the wrong transition.
@@ -94,6 +98,7 @@ class TrainConfig:
     grad_clip: float = 0.0
     ema_decay: float = 0.0
     motion_weight: float = 0.0
+    l1_weight: float = 0.0
     reverse_input: bool = True
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     amp: str = "auto"
@@ -119,8 +124,9 @@ class TrainConfig:
         for name in ("eval_interval", "warmup_iters", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if self.motion_weight < 0:
-            raise ConfigError(f"train.motion_weight must be >= 0, got {self.motion_weight}")
+        for name in ("motion_weight", "l1_weight"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError(f"train needs lr > 0, weight_decay >= 0, grad_clip >= 0, got "
                               f"{self.lr=} {self.weight_decay=} {self.grad_clip=}")

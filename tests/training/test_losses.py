@@ -1,4 +1,4 @@
-"""The motion-weighted loss term: where it weighs, and that the trainer adds it when asked."""
+"""The extra loss terms (motion-weighted MSE, L1): what they measure, and that the trainer adds them when asked."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from mbvc.errors import ConfigError
 from mbvc.training import build_trainer, prepare_run_dir
-from mbvc.models.losses import motion_weighted_mse
+from mbvc.models.losses import l1_error, motion_weighted_mse
 
 from .conftest import tiny_config
 
@@ -34,6 +34,17 @@ def test_trainer_adds_the_motion_term_to_the_loss(tmp_path):
     assert losses[1] > losses[0]  # same seed, same batch: only the extra term differs
 
 
-def test_negative_motion_weight_is_refused():
-    with pytest.raises(ConfigError, match="train.motion_weight"):
-        tiny_config("train.motion_weight=-1")
+def test_trainer_adds_the_l1_term_to_the_loss(tmp_path):
+    frames = torch.zeros(1, 3, 3, 4, 4)
+    pred = torch.full((1, 2, 3, 4, 4), 0.25)
+    assert l1_error(pred, frames).item() == pytest.approx(0.25)
+    over = ("train.iterations=1", "train.eval_interval=0", "train.reverse_input=false")
+    losses = [build_trainer(c, prepare_run_dir(tmp_path / str(i), c, resume=False)).fit().losses[0]
+              for i, c in enumerate((tiny_config(*over), tiny_config(*over, "train.l1_weight=10")))]
+    assert losses[1] > losses[0] + 0.1  # same seed, same batch: 10 x the mean absolute error on top
+
+
+@pytest.mark.parametrize("name", ["motion_weight", "l1_weight"])
+def test_negative_extra_loss_weights_are_refused(name):
+    with pytest.raises(ConfigError, match=f"train.{name}"):
+        tiny_config(f"train.{name}=-1")
