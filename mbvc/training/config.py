@@ -63,7 +63,8 @@ class TrainConfig:
         centroid_weight: weight of an extra loss term, the squared distance between the
             centroids of an object of colour ``centroid_colour`` in predicted and true frames
             (:func:`mbvc.models.losses.colour_centroid_error`); 0 disables it. Measures how far a
-            predicted push lags the true one.
+            predicted push lags the true one. Steep where the predicted object is faint: at 5 it
+            diverged on two-camera frames (docs/recipe.md).
         centroid_colour: the object's RGB colour in [0, 1] (e.g. the push demo's red block,
             ``[0.83, 0.17, 0.14]``); needed when ``centroid_weight`` > 0.
         reverse_input: also train on the time-reversed sequence each iteration (a second
