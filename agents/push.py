@@ -454,7 +454,7 @@ def _finger_features(rod: torch.Tensor) -> torch.Tensor:
 
 
 def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3000,
-                     min_gap: float = 0.05, view: int = 0, views: int = 1) -> dict[str, Any]:
+                     min_gap: float = 0.05) -> dict[str, Any]:
     """Fit :class:`PushCost`'s finger map on recorded rollouts; returns the map and its error.
 
     The rollouts record the pusher's and the block's table positions with every frame (as BAIR
@@ -464,15 +464,14 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
     pixel is that map applied to the pusher's position, i.e. where the block would be seen if
     it stood at the finger, which is the frame the cost compares them in. A least-squares
     quadratic in the rod's centroid then predicts it (about 1 pixel of error where the bar
-    heuristic has 2). Half the frames fit, the other half measure the error. With ``views`` > 1
-    the frames hold that many views side by side and the map is fitted in view ``view``.
+    heuristic has 2). Half the frames fit, the other half measure the error.
 
     Returns:
         ``{"finger_map": (2, 6) tensor, "error_px": mean error on held-out frames,
         "bar_error_px": the heuristic's error on them, "frames": frames used}``.
     """
     from envs.scene import StateLayout
-    frames_f, states_t = _rollout_frames(data_root, max_frames, view, views)
+    frames_f, states_t = _rollout_frames(data_root, max_frames)
     (blocks, block_mass), (rods, rod_mass) = cost.block_position(frames_f), cost.rod_centroid(frames_f)
     seen = (block_mass >= cost.min_mass) & (rod_mass >= cost.min_mass)
     if int(seen.sum()) < 50:
