@@ -18,7 +18,7 @@ import torch
 
 from mbvc.errors import ConfigError, DataError
 from mbvc.models.config import ModelConfig
-from mbvc.models.losses import colour_centroid_error, l1_error, motion_weighted_mse
+from mbvc.models.losses import l1_error, motion_weighted_mse
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +155,6 @@ class CurriculumTraining:
         self._reverse_input = bool(train_cfg.reverse_input) and not cfg.is_action
         self._motion_weight = float(getattr(train_cfg, "motion_weight", 0.0))
         self._l1_weight = float(getattr(train_cfg, "l1_weight", 0.0))
-        self._centroid = (float(getattr(train_cfg, "centroid_weight", 0.0)), getattr(train_cfg, "centroid_colour", None))
-        if self._centroid[0] > 0 and cfg.img_channel != 3:
-            raise ConfigError(f"train.centroid_weight finds an object by its RGB colour: the model's frames need 3 "
-                              f"channels, got model.img_channel={cfg.img_channel}")
         if train_cfg.reverse_input and cfg.is_action:
             log.info("reverse_input skipped: %s is action-conditioned, and reversing the frames in time "
                      "would pair every action with the wrong transition", cfg.name)
@@ -192,9 +188,6 @@ class CurriculumTraining:
             loss = loss + self._motion_weight * motion_weighted_mse(out.frames, batch["frames"])
         if getattr(self, "_l1_weight", 0.0) > 0:  # opt-in train.l1_weight (docs/recipe.md)
             loss = loss + self._l1_weight * l1_error(out.frames, batch["frames"])
-        weight, colour = getattr(self, "_centroid", (0.0, None))
-        if weight > 0:  # opt-in train.centroid_weight (docs/recipe.md)
-            loss = loss + weight * colour_centroid_error(out.frames, batch["frames"], tuple(colour))
         return loss, {"mse": out.mse, "decouple": out.decouple}
 
     def training_state(self) -> dict[str, Any]:

@@ -60,13 +60,6 @@ class TrainConfig:
             (:func:`mbvc.models.losses.l1_error`; the L1 + L2 objective of E3D-LSTM and others); 0
             disables it. The absolute error is minimised by the median, not the mean, of what
             may happen, so an uncertain push is drawn less as a faded average of outcomes.
-        centroid_weight: weight of an extra loss term, the squared distance between the
-            centroids of an object of colour ``centroid_colour`` in predicted and true frames
-            (:func:`mbvc.models.losses.colour_centroid_error`); 0 disables it. Measures how far a
-            predicted push lags the true one. Steep where the predicted object is faint: at 5 it
-            diverged on two-camera frames (docs/recipe.md).
-        centroid_colour: the object's RGB colour in [0, 1] (e.g. the push demo's red block,
-            ``[0.83, 0.17, 0.14]``); needed when ``centroid_weight`` > 0.
         reverse_input: also train on the time-reversed sequence each iteration (a second
             optimiser step, the mean of both losses reported). Skipped for action models:
             reversing frames would pair every action with the wrong transition.
@@ -106,8 +99,6 @@ class TrainConfig:
     ema_decay: float = 0.0
     motion_weight: float = 0.0
     l1_weight: float = 0.0
-    centroid_weight: float = 0.0
-    centroid_colour: tuple[float, float, float] | None = None
     reverse_input: bool = True
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     amp: str = "auto"
@@ -133,13 +124,9 @@ class TrainConfig:
         for name in ("eval_interval", "warmup_iters", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("motion_weight", "l1_weight", "centroid_weight"):
+        for name in ("motion_weight", "l1_weight"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        if self.centroid_weight > 0 and (self.centroid_colour is None or len(self.centroid_colour) != 3
-                                         or not all(0 <= float(v) <= 1 for v in self.centroid_colour)):
-            raise ConfigError(f"train.centroid_weight > 0 needs train.centroid_colour as [r, g, b] in [0, 1], "
-                              f"got {self.centroid_colour!r}")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError(f"train needs lr > 0, weight_decay >= 0, grad_clip >= 0, got "
                               f"{self.lr=} {self.weight_decay=} {self.grad_clip=}")
