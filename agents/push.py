@@ -243,7 +243,7 @@ class PushCost:
         pos, mass = self.rod_centroid(frames)
         if self.finger_map is not None:
             fm = self.finger_map.to(frames.device, frames.dtype)
-            return _finger_features(pos) @ fm.T, mass
+            return _quadratic_features(pos) @ fm.T, mass
         return _bar_finger(pos), mass
 
     def goal_position(self, goal: Any, frames: torch.Tensor) -> torch.Tensor:
@@ -335,39 +335,12 @@ class MultiViewPushCost:
         """Block and pusher table positions ``N x H x 2`` (metres) in frames ``N x H x C x h x (n w)``,
         with whether the block is lost and whether the rod is, ``N x H``. ``goals`` (per view, a
         goal image or a :class:`PushGoal`) set each view's full block weight; else 1 pixel."""
-        blocks, block_w, pushers, pusher_w = [], [], [], []
-        lost = None
-        for i, (cost, cal, view) in enumerate(zip(self.costs, self.calibrations, self.split(frames))):
-            g = None if goals is None else goals[i]
-            pos, mass = cost.track_block(view, None, None)
-            full = 1.0 if g is None else self._full_mass(cost, g, frames)
-            blocks.append(_finger_features(pos) @ cal["block"].to(pos).T)
-            block_w.append((mass / full).clamp(0.0, 1.0) * self.trust[i]["block"])
-            rod, rod_mass = cost.rod_centroid(view)
-            pushers.append(_finger_features(rod) @ cal["pusher"].to(rod).T)
-            pusher_w.append((rod_mass >= cost.min_mass).to(rod.dtype) * self.trust[i]["pusher"])
-            lost = mass < cost.min_mass if lost is None else lost & (mass < cost.min_mass)
-        assert lost is not None
-        bw, pw = torch.stack(block_w)[..., None], torch.stack(pusher_w)[..., None]
-        block = (bw * torch.stack(blocks)).sum(0) / bw.sum(0).clamp_min(1e-6)
-        pusher = (pw * torch.stack(pushers)).sum(0) / pw.sum(0).clamp_min(1e-6)
-        return block, pusher, lost, pw.sum(0)[..., 0] == 0
+        full = [1.0] * self.views if goals is None else [v[2] for v in self._goal_views(goals, frames)]
+        return self._positions(frames, full)
 
     def goal_table_position(self, goals: Sequence[Any], frames: torch.Tensor) -> torch.Tensor:
         """The block's table position ``2`` in the goal images (per view), weighted by how much each shows."""
-        points, weights, masses = [], [], []
-        for cost, cal, trust, g in zip(self.costs, self.calibrations, self.trust, goals):
-            image = torch.as_tensor(g.goal if isinstance(g, PushGoal) else g, device=frames.device, dtype=frames.dtype)
-            if image.dim() != 3:
-                raise ShapeError("MultiViewPushCost needs a goal image of every view, got a goal pixel")
-            pos, mass = cost.block_position(image)
-            points.append(_finger_features(pos) @ cal["block"].to(pos).T)
-            weights.append(mass * trust["block"])
-            masses.append(mass)
-        w = torch.stack(weights)
-        if float(torch.stack(masses).max()) < self.min_mass:
-            raise ShapeError("MultiViewPushCost: no view of the goal image shows the block")
-        return (w[:, None] * torch.stack(points)).sum(0) / w.sum()
+        return self._target(self._goal_views(goals, frames))
 
     def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
         check_frames(frames)
@@ -375,8 +348,9 @@ class MultiViewPushCost:
                                                                                  dtype=frames.dtype))
         if len(goals) != self.views:
             raise ShapeError(f"MultiViewPushCost: {self.views} views, got a goal of {len(goals)}")
-        block, pusher, lost, pusher_lost = self.table_positions(frames, goals)
-        target = self.goal_table_position(goals, frames)
+        per_view = self._goal_views(goals, frames)  # the goal image's block, found once per call
+        block, pusher, lost, pusher_lost = self._positions(frames, [v[2] for v in per_view])
+        target = self._target(per_view)
         s = self.scale
         dist = (block - target).norm(dim=-1) * s
         diagonal = float(np.hypot(frames.shape[-2], frames.shape[-1] / self.views))
@@ -388,12 +362,49 @@ class MultiViewPushCost:
             cost = cost + self.pusher_weight * approach + self.keep_out_weight * intrusion
         return weighted_sum(cost, None, self.final_weight)
 
-    @staticmethod
-    def _full_mass(cost: PushCost, goal: Any, frames: torch.Tensor) -> float:
-        image = goal.goal if isinstance(goal, PushGoal) else goal
-        image = torch.as_tensor(image, device=frames.device, dtype=frames.dtype)
-        full = float(cost.block_position(image)[1]) if image.dim() == 3 else 0.0
-        return max(full, goal.full_mass if isinstance(goal, PushGoal) else 0.0, 1e-6)
+    def _positions(self, frames: torch.Tensor, full: Sequence[float]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`table_positions` with each view's full block weight given."""
+        blocks, block_w, pushers, pusher_w = [], [], [], []
+        lost = None
+        for i, (cost, cal, view) in enumerate(zip(self.costs, self.calibrations, self.split(frames))):
+            pos, mass = cost.track_block(view)
+            blocks.append(_quadratic_features(pos) @ cal["block"].to(pos).T)
+            block_w.append((mass / full[i]).clamp(0.0, 1.0) * self.trust[i]["block"])
+            rod, rod_mass = cost.rod_centroid(view)
+            pushers.append(_quadratic_features(rod) @ cal["pusher"].to(rod).T)
+            pusher_w.append((rod_mass >= cost.min_mass).to(rod.dtype) * self.trust[i]["pusher"])
+            lost = mass < cost.min_mass if lost is None else lost & (mass < cost.min_mass)
+        assert lost is not None
+        bw, pw = torch.stack(block_w)[..., None], torch.stack(pusher_w)[..., None]
+        block = (bw * torch.stack(blocks)).sum(0) / bw.sum(0).clamp_min(1e-6)
+        pusher = (pw * torch.stack(pushers)).sum(0) / pw.sum(0).clamp_min(1e-6)
+        return block, pusher, lost, pw.sum(0)[..., 0] == 0
+
+    def _goal_views(self, goals: Sequence[Any], frames: torch.Tensor
+                    ) -> list[tuple[torch.Tensor | None, torch.Tensor | None, float]]:
+        """Per view: the goal block's table position (``None`` for a goal pixel), its weight in the
+        goal image, and the block's full weight (that, or the most a :class:`PushGoal` observed)."""
+        out: list[tuple[torch.Tensor | None, torch.Tensor | None, float]] = []
+        for cost, cal, g in zip(self.costs, self.calibrations, goals):
+            image = torch.as_tensor(g.goal if isinstance(g, PushGoal) else g, device=frames.device, dtype=frames.dtype)
+            point = mass = None
+            if image.dim() == 3:
+                pos, mass = cost.block_position(image)
+                point = _quadratic_features(pos) @ cal["block"].to(pos).T
+            full = max(0.0 if mass is None else float(mass), g.full_mass if isinstance(g, PushGoal) else 0.0, 1e-6)
+            out.append((point, mass, full))
+        return out
+
+    def _target(self, per_view: list[tuple[torch.Tensor | None, torch.Tensor | None, float]]) -> torch.Tensor:
+        """The goal block's table position from :meth:`_goal_views`, weighted by how much each view shows."""
+        if any(point is None for point, _, _ in per_view):
+            raise ShapeError("MultiViewPushCost needs a goal image of every view, got a goal pixel")
+        masses = torch.stack([mass for _, mass, _ in per_view])  # type: ignore[misc]
+        if float(masses.max()) < self.min_mass:
+            raise ShapeError("MultiViewPushCost: no view of the goal image shows the block")
+        w = masses * masses.new_tensor([t["block"] for t in self.trust])
+        return (w[:, None] * torch.stack([point for point, _, _ in per_view])).sum(0) / w.sum()  # type: ignore[misc]
 
 
 def calibrate_view(cost: PushCost, data_root: str | os.PathLike, view: int = 0, views: int = 1,
@@ -420,13 +431,9 @@ def calibrate_view(cost: PushCost, data_root: str | os.PathLike, view: int = 0, 
                         f"frames and the rod in {int(seen.sum())}; calibrate_view needs 50 of each")
     out: dict[str, Any] = {}
     for name, pixels, xy, ok in (("block", blocks, block_xy, clear), ("pusher", rods, pusher_xy, seen)):
-        feats, target = _finger_features(pixels[ok]), xy[ok]
-        fit = torch.arange(len(feats)) % 2 == 0
-        out[name] = torch.linalg.lstsq(feats[fit].double(), target[fit].double()).solution.T.float()
-        out[f"{name}_error_m"] = float((feats[~fit] @ out[name].T - target[~fit]).norm(dim=-1).mean())
-    ones = torch.ones(int(clear.sum()), 1)
-    affine = torch.linalg.lstsq(torch.cat([block_xy[clear], ones], 1).double(), blocks[clear].double()).solution
-    out["px_per_m"] = float(affine[:2].det().abs().sqrt())
+        out[name], error, _ = _fit_quadratic(pixels[ok], xy[ok])
+        out[f"{name}_error_m"] = float(error)
+    out["px_per_m"] = float(_affine_camera(block_xy[clear], blocks[clear])[:2].det().abs().sqrt())
     return out
 
 
@@ -439,7 +446,7 @@ def split_views(frames: torch.Tensor, views: int) -> list[torch.Tensor]:
     return [frames[..., i * step:(i + 1) * step] for i in range(views)]
 
 
-FINGER_FEATURES = 6  # columns of the finger map: see _finger_features
+FINGER_FEATURES = 6  # columns of the finger and table maps: see _quadratic_features
 
 
 def _bar_finger(rod: torch.Tensor) -> torch.Tensor:
@@ -447,8 +454,8 @@ def _bar_finger(rod: torch.Tensor) -> torch.Tensor:
     return torch.stack([2.0 * rod[..., 0] + 0.5, rod[..., 1]], dim=-1)
 
 
-def _finger_features(rod: torch.Tensor) -> torch.Tensor:
-    """Quadratic features ``... x 6`` of rod centroids ``... x 2`` for the finger map."""
+def _quadratic_features(rod: torch.Tensor) -> torch.Tensor:
+    """Quadratic features ``... x 6`` of pixels ``... x 2`` (rod centroids, block positions) for the fitted maps."""
     r, c = rod[..., 0], rod[..., 1]
     return torch.stack([r, c, r * r, r * c, c * c, torch.ones_like(r)], dim=-1)
 
@@ -479,16 +486,27 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
                         "calibrate_finger needs at least 50")
     blocks, rods, states_t = blocks[seen], rods[seen], states_t[seen]
     block_xy, pusher_xy = states_t[:, StateLayout(1).object(0)][:, :2], states_t[:, :2]
-    ones = torch.ones(len(blocks), 1)
     clear = (block_xy - pusher_xy).norm(dim=-1) > min_gap
-    camera = torch.linalg.lstsq(torch.cat([block_xy, ones], 1)[clear].double(), blocks[clear].double()).solution
-    target = (torch.cat([pusher_xy, ones], 1).double() @ camera).float()
-    feats = _finger_features(rods)
-    fit = torch.arange(len(feats)) % 2 == 0
-    finger_map = torch.linalg.lstsq(feats[fit].double(), target[fit].double()).solution.T.float()
-    err = (feats[~fit] @ finger_map.T - target[~fit]).norm(dim=-1).mean()
-    bar_err = (_bar_finger(rods[~fit]) - target[~fit]).norm(dim=-1).mean()
-    return {"finger_map": finger_map, "error_px": float(err), "bar_error_px": float(bar_err), "frames": len(feats)}
+    camera = _affine_camera(block_xy[clear], blocks[clear])
+    target = (torch.cat([pusher_xy, torch.ones(len(blocks), 1)], 1).double() @ camera).float()
+    finger_map, err, held_out = _fit_quadratic(rods, target)
+    bar_err = (_bar_finger(rods[held_out]) - target[held_out]).norm(dim=-1).mean()
+    return {"finger_map": finger_map, "error_px": float(err), "bar_error_px": float(bar_err), "frames": len(rods)}
+
+
+def _affine_camera(xy: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """Least-squares affine map ``3 x 2`` (float64) from table positions ``N x 2`` to pixels ``N x 2``."""
+    ones = torch.ones(len(xy), 1)
+    return torch.linalg.lstsq(torch.cat([xy, ones], 1).double(), pixels.double()).solution
+
+
+def _fit_quadratic(points: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Least-squares map ``2 x 6`` from :func:`_quadratic_features` of ``points`` to ``target``, fitted on
+    every other row; returns it, its mean error on the other rows and their mask."""
+    feats = _quadratic_features(points)
+    held_out = torch.arange(len(feats)) % 2 == 1
+    fitted = torch.linalg.lstsq(feats[~held_out].double(), target[~held_out].double()).solution.T.float()
+    return fitted, (feats[held_out] @ fitted.T - target[held_out]).norm(dim=-1).mean(), held_out
 
 
 def _rollout_frames(data_root: str | os.PathLike, max_frames: int, view: int = 0, views: int = 1
