@@ -1,10 +1,7 @@
-"""Costs from what a user can give: a goal image (and a mask), or a designated object and target.
+"""Designated-object costs: what a user can give, an object's pixel and where it should go.
 
 None of these knows anything about an environment (no colour, detector or simulator state):
 
-* :class:`MaskedGoalImageCost`: pixel MSE to a goal image, weighted over the horizon, with an
-  optional mask of pixels to ignore (e.g. where the agent's own body is);
-* :class:`agents.costs.LPIPSCost`: LPIPS to the goal image (registered as ``lpips``);
 * :class:`DesignatedObjectCost`: the user points at an object (a pixel of the first
   observation) and at where it should go (a target pixel). The object's appearance, a patch
   around the designated pixel, is followed through the predicted frames by template matching
@@ -28,10 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,81 +35,9 @@ import torch.nn.functional as F
 
 from mbvc.errors import ConfigError, ShapeError
 
-from .costs import check_frames, goal_as_frames, push_shaping, weighted_sum
+from .base import Cost, check_frames, push_shaping, weighted_sum
 
 log = logging.getLogger(__name__)
-
-
-def load_mask(mask: str | os.PathLike | np.ndarray | torch.Tensor) -> torch.Tensor:
-    """A mask ``h x w`` in [0, 1] (1: the pixel counts, 0: ignored) from an array or a file.
-
-    Files: ``.npy`` (values in [0, 1]) or an image (PNG...; grey levels / 255, so white counts).
-
-    Raises:
-        ConfigError: a missing or unreadable file, or values outside [0, 1].
-    """
-    if isinstance(mask, (str, os.PathLike)):
-        path = Path(mask)
-        if not path.is_file():
-            raise ConfigError(f"cost mask {path}: no such file (expected .npy or an image, h x w)")
-        try:
-            if path.suffix == ".npy":
-                array = np.load(path, allow_pickle=False).astype(np.float32)
-            else:
-                from PIL import Image
-
-                array = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cost mask {path}: cannot read it ({exc})") from None
-        mask = array
-    t = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask, dtype=torch.float32)
-    if t.dim() != 2:
-        raise ConfigError(f"a cost mask must be (h, w), got shape {tuple(t.shape)}")
-    if not bool(((t >= 0) & (t <= 1)).all()):
-        raise ConfigError(f"a cost mask must hold values in [0, 1], got [{float(t.min())}, {float(t.max())}]")
-    return t
-
-
-class MaskedGoalImageCost:
-    """Mean squared pixel distance to a goal image over the pixels a mask keeps.
-
-    Args:
-        final_weight: relative weight of the last planned step (:func:`agents.costs.step_weights`).
-        mask: ``h x w`` weights in [0, 1] (an array or a file, :func:`load_mask`); 0 ignores a
-            pixel, e.g. where the agent's own body is, which otherwise dominates the distance.
-            Resized (area) to the frames' size when it differs. ``None``: every pixel counts.
-        weights: explicit per-step weights ``H`` (overrides ``final_weight``).
-    """
-
-    def __init__(
-        self,
-        final_weight: float = 1.0,
-        mask: str | os.PathLike | np.ndarray | torch.Tensor | None = None,
-        weights: Sequence[float] | torch.Tensor | None = None,
-    ) -> None:
-        self.final_weight = final_weight
-        self.mask = None if mask is None else load_mask(mask)
-        if self.mask is not None and float(self.mask.sum()) <= 0:
-            raise ConfigError("the cost mask ignores every pixel (all zeros)")
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-
-    def _mask_for(self, frames: torch.Tensor) -> torch.Tensor | None:
-        if self.mask is None:
-            return None
-        mask = self.mask.to(frames.device, frames.dtype)
-        if tuple(mask.shape) != tuple(frames.shape[-2:]):
-            mask = F.interpolate(mask[None, None], size=tuple(frames.shape[-2:]), mode="area")[0, 0]
-        return mask
-
-    def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
-        check_frames(frames)
-        sq = (frames - goal_as_frames(goal, frames)).square_()
-        mask = self._mask_for(frames)
-        if mask is None:
-            per_step = sq.mean(dim=(-3, -2, -1))
-        else:
-            per_step = (sq * mask).sum(dim=(-3, -2, -1)) / (mask.sum() * frames.shape[-3])
-        return weighted_sum(per_step, self.weights, self.final_weight)
 
 
 @dataclass(frozen=True)
@@ -123,7 +46,8 @@ class DesignatedGoal:
 
     Pixels are ``(row, col)`` in the frames the cost sees (the world model's size). The object's
     appearance comes from the first observation of the episode: the MPC agent calls
-    :meth:`with_observation` with it (:meth:`agents.mpc.MPCAgent.reset`).
+    :meth:`with_observation` with it (through :meth:`DesignatedObjectCost.start`, called by
+    :meth:`agents.mpc.MPCAgent.reset`).
 
     Costs that follow the designation through the episode's observations (``observe``, called
     by :meth:`agents.mpc.MPCAgent.act` with each new frame) keep where the object and the agent
@@ -328,7 +252,7 @@ def _check_tracker(prefix: str, patch_size: int, method: str, temperature: float
     return temperature
 
 
-class DesignatedObjectCost:
+class DesignatedObjectCost(Cost):
     """Distance (pixels) from the designated object, tracked in the predictions, to its target.
 
     The goal is a :class:`DesignatedGoal` bound to the episode's first observation: the object's
@@ -415,6 +339,14 @@ class DesignatedObjectCost:
         """Object positions ``N x H x 2`` in frames ``N x H x C x h x w``, from where it is now."""
         return _track_designated(frames, self.template(goal), goal.source, goal.object_now, self.temperature,
                                  self.search_radius, self.method)
+
+    def start(self, goal: Any, frame: torch.Tensor) -> Any:
+        """A :class:`DesignatedGoal` bound to the episode's first observation (the object's looks)."""
+        return goal.with_observation(frame) if isinstance(goal, DesignatedGoal) else goal
+
+    def picture(self, goal: Any) -> np.ndarray | None:
+        """The first observation with the designated pixels marked (:meth:`DesignatedGoal.picture`)."""
+        return goal.picture() if isinstance(goal, DesignatedGoal) else super().picture(goal)
 
     def observe(self, goal: Any, frame: torch.Tensor) -> Any:
         """The goal with the object's position updated from a new observation ``C x h x w``.
@@ -544,5 +476,5 @@ class DesignatedPushCost(DesignatedObjectCost):
         return weighted_sum(cost, self.weights, self.final_weight)
 
 
-__all__ = ["MATCHERS", "DesignatedGoal", "DesignatedObjectCost", "DesignatedPushCost", "MaskedGoalImageCost", "extract_patch", "load_mask",
-           "match_ssd", "match_template", "soft_argmax", "track_template"]
+__all__ = ["MATCHERS", "DesignatedGoal", "DesignatedObjectCost", "DesignatedPushCost", "extract_patch", "match_ssd",
+           "match_template", "soft_argmax", "track_template"]

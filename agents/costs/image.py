@@ -1,116 +1,28 @@
-"""Costs of predicted frames: plain callables ``cost(frames, goal) -> costs``.
+"""Image costs: distances of predicted frames to a goal image, or of a coloured object to a goal pixel.
 
-``frames`` are a world model's predictions ``N x H x C x h x w`` in [0, 1] for N candidate
-action sequences; the result is one cost per candidate (``N``, lower is better). ``goal`` is
-whatever the cost needs: a goal image ``C x h x w`` (or one per candidate, ``N x C x h x w``) for
-image costs, a pixel position for :class:`DesignatedPixelCost`. Any function with this
-signature is a cost, so users add their own without subclassing.
-
-Per-step weights (``H``) combine the per-step distances; :func:`step_weights` emphasises the
-final step, where the goal should be reached.
+* :func:`goal_mse` / :class:`GoalImageCost`: pixel MSE to the goal image, weighted over the horizon;
+* :class:`MaskedGoalImageCost`: the same over the pixels a mask keeps (e.g. not the agent's body);
+* :class:`LPIPSCost`: LPIPS (AlexNet) to the goal image;
+* :class:`DesignatedPixelCost`: the distance of an object of a given colour to a goal pixel;
+* :class:`SumCost`: a weighted sum of costs sharing one goal.
 """
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mbvc.errors import ConfigError, DependencyNotInstalled, ShapeError
 
+from .base import Cost, check_frames, goal_as_frames, require_goal, weighted_sum
+
 log = logging.getLogger(__name__)
-
-Cost = Callable[[torch.Tensor, Any], torch.Tensor]
-"""``cost(frames: N x H x C x h x w, goal) -> costs: N``."""
-
-
-def step_weights(horizon: int, final_weight: float = 1.0, device: torch.device | str | None = None) -> torch.Tensor:
-    """Weights ``H`` that sum to 1: 1 for every step but the last, ``final_weight`` for the last.
-
-    ``final_weight=1`` weighs all steps alike (reach the goal soon); a large value asks mostly
-    for the goal at the end of the horizon; ``float("inf")`` uses the final step only.
-    """
-    if horizon < 1 or final_weight < 0:
-        raise ConfigError(f"step_weights needs horizon >= 1 and final_weight >= 0, got {horizon=}, {final_weight=}")
-    w = torch.ones(horizon, device=device)
-    if final_weight == float("inf"):
-        w.zero_()
-        w[-1] = 1.0
-    else:
-        w[-1] = final_weight
-    return w / w.sum()
-
-
-def weighted_sum(per_step: torch.Tensor, weights: torch.Tensor | None = None, final_weight: float = 1.0) -> torch.Tensor:
-    """Combine per-step costs ``N x H`` into ``N`` with weights ``H`` (default :func:`step_weights`)."""
-    horizon = per_step.shape[1]
-    if weights is None:
-        weights = step_weights(horizon, final_weight, device=per_step.device)
-    weights = torch.as_tensor(weights, dtype=per_step.dtype, device=per_step.device)
-    if weights.shape != (horizon,):
-        raise ShapeError(f"step weights must have shape (H,) = ({horizon},), got {tuple(weights.shape)}")
-    return per_step @ weights
-
-
-def check_frames(frames: torch.Tensor) -> None:
-    """Raise :class:`ShapeError` unless ``frames`` is ``N x H x C x h x w``."""
-    if not isinstance(frames, torch.Tensor) or frames.dim() != 5:
-        got = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-        raise ShapeError(f"costs take predicted frames of shape (N, H, C, h, w), got {got}")
-
-
-def push_shaping(obj: torch.Tensor, agent: torch.Tensor, target: torch.Tensor, behind: float,
-                 keep_out: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The approach and keep-out terms (pixels) of a push, for positions ``... x 2`` (row, col).
-
-    A push of ``obj`` towards ``target`` starts with the agent ``behind`` pixels beyond the
-    object on the target-to-object line: ``approach`` is the agent's distance to that point.
-    ``intrusion`` is how far the agent is inside ``keep_out`` pixels of the object, scaled from 0
-    behind the object to 1 on its target side, so that a planner goes round the object rather
-    than through it (a wrong-side touch pushes it away from the target). Without these terms
-    the object's distance to its target is flat until the agent touches it.
-    """
-    to_goal = obj - target
-    away = to_goal / to_goal.norm(dim=-1).clamp_min(1e-3)[..., None]  # unit vector from the target through obj
-    approach = (agent - (obj + behind * away)).norm(dim=-1)
-    offset = agent - obj
-    gap = offset.norm(dim=-1)
-    wrong_side = 0.5 * (1.0 - (offset * away).sum(-1) / gap.clamp_min(1e-3))  # 0 behind .. 1 in front
-    return approach, (keep_out - gap).clamp_min(0.0) * wrong_side
-
-
-def require_goal(goal: Any) -> None:
-    """Refuse a missing goal with a message (``torch.as_tensor(None)`` would be a bare TypeError)."""
-    if goal is None:
-        raise ConfigError("this cost compares predictions to a goal, got goal=None; pass goal= to "
-                          "MPCAgent.reset (a goal image or pixel) or an observation with a 'goal' entry")
-
-
-def goal_as_frames(goal: Any, frames: torch.Tensor) -> torch.Tensor:
-    """Turn a goal image into a tensor broadcastable to ``frames`` (``N x H x C x h x w``).
-
-    Accepts ``C x h x w`` (one goal), ``N x C x h x w`` (one per candidate) or
-    ``N x H x C x h x w`` (a goal per step), float in [0, 1].
-    """
-    require_goal(goal)
-    goal = torch.as_tensor(goal, device=frames.device)
-    if goal.dtype == torch.uint8:
-        raise ShapeError(
-            "goal images must be float (C, h, w) in [0, 1]; convert uint8 (H, W, 3) observations "
-            "with agents.core.image_to_tensor"
-        )
-    goal = goal.to(frames.dtype)
-    if goal.dim() == 3:
-        goal = goal[None, None]
-    elif goal.dim() == 4:
-        goal = goal[:, None]
-    if goal.dim() != 5 or goal.shape[-3:] != frames.shape[-3:]:
-        raise ShapeError(
-            f"goal image of shape {tuple(goal.shape)} does not match predicted frames "
-            f"{tuple(frames.shape)}: expected (C, h, w) = {tuple(frames.shape[-3:])}"
-        )
-    return goal
 
 
 def goal_mse(frames: torch.Tensor, goal: Any, weights: torch.Tensor | None = None, final_weight: float = 1.0) -> torch.Tensor:
@@ -137,7 +49,7 @@ def goal_mse(frames: torch.Tensor, goal: Any, weights: torch.Tensor | None = Non
     return weighted_sum(per_step, weights, final_weight)
 
 
-class GoalImageCost:
+class GoalImageCost(Cost):
     """Goal-image MSE as a configured callable (see :func:`goal_mse`).
 
     Args:
@@ -153,7 +65,7 @@ class GoalImageCost:
         return goal_mse(frames, goal, self.weights, self.final_weight)
 
 
-class LPIPSCost:
+class LPIPSCost(Cost):
     """LPIPS (AlexNet) distance to a goal image, weighted over the horizon.
 
     Uses :func:`mbvc.metrics.lpips.load_lpips`, loaded on first use, so constructing the cost
@@ -205,6 +117,78 @@ class LPIPSCost:
         return weighted_sum(per_step, self.weights, self.final_weight)
 
 
+def load_mask(mask: str | os.PathLike | np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A mask ``h x w`` in [0, 1] (1: the pixel counts, 0: ignored) from an array or a file.
+
+    Files: ``.npy`` (values in [0, 1]) or an image (PNG...; grey levels / 255, so white counts).
+
+    Raises:
+        ConfigError: a missing or unreadable file, or values outside [0, 1].
+    """
+    if isinstance(mask, (str, os.PathLike)):
+        path = Path(mask)
+        if not path.is_file():
+            raise ConfigError(f"cost mask {path}: no such file (expected .npy or an image, h x w)")
+        try:
+            if path.suffix == ".npy":
+                array = np.load(path, allow_pickle=False).astype(np.float32)
+            else:
+                from PIL import Image
+
+                array = np.asarray(Image.open(path).convert("L"), dtype=np.float32) / 255.0
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cost mask {path}: cannot read it ({exc})") from None
+        mask = array
+    t = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask, dtype=torch.float32)
+    if t.dim() != 2:
+        raise ConfigError(f"a cost mask must be (h, w), got shape {tuple(t.shape)}")
+    if not bool(((t >= 0) & (t <= 1)).all()):
+        raise ConfigError(f"a cost mask must hold values in [0, 1], got [{float(t.min())}, {float(t.max())}]")
+    return t
+
+
+class MaskedGoalImageCost(Cost):
+    """Mean squared pixel distance to a goal image over the pixels a mask keeps.
+
+    Args:
+        final_weight: relative weight of the last planned step (:func:`agents.costs.step_weights`).
+        mask: ``h x w`` weights in [0, 1] (an array or a file, :func:`load_mask`); 0 ignores a
+            pixel, e.g. where the agent's own body is, which otherwise dominates the distance.
+            Resized (area) to the frames' size when it differs. ``None``: every pixel counts.
+        weights: explicit per-step weights ``H`` (overrides ``final_weight``).
+    """
+
+    def __init__(
+        self,
+        final_weight: float = 1.0,
+        mask: str | os.PathLike | np.ndarray | torch.Tensor | None = None,
+        weights: Sequence[float] | torch.Tensor | None = None,
+    ) -> None:
+        self.final_weight = final_weight
+        self.mask = None if mask is None else load_mask(mask)
+        if self.mask is not None and float(self.mask.sum()) <= 0:
+            raise ConfigError("the cost mask ignores every pixel (all zeros)")
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float32)
+
+    def _mask_for(self, frames: torch.Tensor) -> torch.Tensor | None:
+        if self.mask is None:
+            return None
+        mask = self.mask.to(frames.device, frames.dtype)
+        if tuple(mask.shape) != tuple(frames.shape[-2:]):
+            mask = F.interpolate(mask[None, None], size=tuple(frames.shape[-2:]), mode="area")[0, 0]
+        return mask
+
+    def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
+        check_frames(frames)
+        sq = (frames - goal_as_frames(goal, frames)).square_()
+        mask = self._mask_for(frames)
+        if mask is None:
+            per_step = sq.mean(dim=(-3, -2, -1))
+        else:
+            per_step = (sq * mask).sum(dim=(-3, -2, -1)) / (mask.sum() * frames.shape[-3])
+        return weighted_sum(per_step, self.weights, self.final_weight)
+
+
 def colour_mass(frames: torch.Tensor, colour: Sequence[float] | torch.Tensor, tolerance: float = 0.3) -> torch.Tensor:
     """Soft mask of the pixels whose colour is within ``tolerance`` of ``colour``.
 
@@ -252,7 +236,7 @@ def blob_position(frames: torch.Tensor, colour: Sequence[float] | torch.Tensor, 
     return torch.stack([row, col], dim=-1), mass
 
 
-class DesignatedPixelCost:
+class DesignatedPixelCost(Cost):
     """Distance (pixels) from the predicted position of a coloured object to a goal pixel.
 
     A flow-free designated-pixel cost: instead of propagating a pixel's probability mass with
@@ -310,17 +294,21 @@ class DesignatedPixelCost:
         return weighted_sum(dist, self.weights, self.final_weight)
 
 
-class SumCost:
+class SumCost(Cost):
     """Weighted sum of costs sharing one goal: ``sum_i w_i * cost_i(frames, goal)``.
 
     Args:
         terms: ``(weight, cost)`` pairs.
     """
 
-    def __init__(self, *terms: tuple[float, Cost]) -> None:
+    def __init__(self, *terms: tuple[float, Callable[[torch.Tensor, Any], torch.Tensor]]) -> None:
         if not terms:
             raise ConfigError("SumCost needs at least one (weight, cost) term")
         self.terms = terms
 
     def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
         return sum(w * cost(frames, goal) for w, cost in self.terms)  # type: ignore[return-value]
+
+
+__all__ = ["DesignatedPixelCost", "GoalImageCost", "LPIPSCost", "MaskedGoalImageCost", "SumCost", "blob_position",
+           "colour_mass", "goal_mse", "load_mask"]
