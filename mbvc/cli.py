@@ -14,6 +14,7 @@ import argparse
 import importlib
 import logging
 import sys
+import typing
 from collections.abc import Iterable, Sequence
 
 from mbvc.errors import MbvcError
@@ -35,6 +36,28 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit code 2), like mbvc's own."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type: an integer >= 1 (``--threads``, ``-n``...); refuses 0, negatives and words.
+
+    Example:
+        >>> parser.add_argument("--threads", type=positive_int)
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def say(*parts: object) -> None:
     """Write a line of a command's result to stdout (subcommands report through this)."""
     print(*parts, flush=True)
@@ -47,7 +70,7 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
         commands: the subcommands whose arguments are added (their modules are imported);
             None adds all. The others are listed with their help line only.
     """
-    parser = argparse.ArgumentParser(prog="mbvc", description="PredRNN world models and visual MPC.")
+    parser = _Parser(prog="mbvc", description="PredRNN world models and visual MPC.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -87,6 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mbvc {args.command}: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the file system refused: name the path, no traceback (-v logs it)
+        logging.getLogger(__name__).debug("mbvc %s failed", args.command, exc_info=True)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"mbvc {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except MemoryError as e:
+        logging.getLogger(__name__).debug("mbvc %s failed", args.command, exc_info=True)
+        detail = f" ({e})" if str(e) else ""
+        print(f"mbvc {args.command}: error: out of memory{detail}; a file or argument asks for more than "
+              f"this machine has (arrays read into memory are bounded by MBVC_MAX_ARRAY_GIB)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -38,6 +38,13 @@ class EnvError(MbvcError, RuntimeError):
     """An environment could not be created or rendered."""
 
 
+class OutputError(MbvcError, OSError):
+    """An output file or folder cannot be created or written (read-only, full disk, not a folder).
+
+    Also an ``OSError``, so ``except OSError`` keeps catching what a failed write raised before.
+    """
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return a ``" Did you mean 'x'?"`` suffix for an unknown ``name``, or ``""``."""
     close = difflib.get_close_matches(name, list(choices), n=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mbvc.cli import say
+from mbvc.cli import positive_int, say
 
 HELP = "evaluate a run, model file or checkpoint: per-frame MSE/MAE/PSNR/SSIM/LPIPS vs baselines"
 
@@ -17,11 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a setting, e.g. eval.horizon=20 or data.test_size=500 (repeatable)")
     parser.add_argument("--data", type=Path, help="evaluate on your sequences: a folder of <video>/<frame>.png or .npy/.npz arrays")
     parser.add_argument("--split", help="dataset split (default: eval.test_split)")
-    parser.add_argument("--horizon", type=int, help="frames to predict (default: eval.horizon)")
-    parser.add_argument("--max-batches", type=int, help="stop after this many batches (quick look)")
+    parser.add_argument("--horizon", type=positive_int, help="frames to predict (default: eval.horizon)")
+    parser.add_argument("--max-batches", type=positive_int, help="stop after this many batches (quick look)")
     parser.add_argument("--no-lpips", action="store_true", help="skip LPIPS")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest on a busy machine)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (1 is often fastest on a busy machine)")
     parser.add_argument("-o", "--output", type=Path, help="report folder (default <run>/eval-<split> or <file>-eval)")
 
 
@@ -61,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = build_dataset(cfg.data_for(split), split)
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
                         num_workers=cfg.train.num_workers, pin_memory=device.type == "cuda")
-    result = evaluate(trained.model.to(device), loader, cfg.eval.eval_config(max_batches=args.max_batches),
-                      device=device, progress=True)
+    if hasattr(cfg.eval, "eval_config"):  # the eval section before it became an EvalConfig itself
+        eval_cfg = cfg.eval.eval_config(max_batches=args.max_batches)
+    else:
+        eval_cfg = cfg.eval if args.max_batches is None else cfg.eval.replace(max_batches=args.max_batches)
+    result = evaluate(trained.model.to(device), loader, eval_cfg, device=device, progress=True)
     if args.output is not None:
         out = args.output
     elif trained.run_dir is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mbvc.cli import say
+from mbvc.cli import positive_int, say
 
 HELP = "plot the delta_c / delta_m memory increments of a PredRNN-V2 model (PCA or t-SNE)"
 
@@ -15,11 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. data.test_size=64 (repeatable)")
     parser.add_argument("--split", help="dataset split (default: eval.test_split)")
-    parser.add_argument("--sequences", type=int, default=8, help="sequences run through the model (default 8)")
+    parser.add_argument("--sequences", type=positive_int, default=8, help="sequences run through the model (default 8)")
     parser.add_argument("--method", choices=("pca", "tsne"), default="pca", help="2-D embedding (tsne needs scikit-learn)")
     parser.add_argument("--features", choices=("topk", "flat"), default="topk", help="point features of an increment map")
     parser.add_argument("--best", action="store_true", help="run folders: the best model by validation")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (1 is often fastest on a busy machine)")
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (1 is often fastest on a busy machine)")
     parser.add_argument("-o", "--output", type=Path, help="PNG to write (default <run>/decoupling.png or <file>-decoupling.png)")
 
 
@@ -30,11 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from mbvc.data import build_dataset, to_float
     from mbvc.errors import ConfigError
     from mbvc.evaluation import decoupling_analysis, plot_decoupling
-    from mbvc.io import write_json
+    from mbvc.io import check_output_file, write_json
     from mbvc.models import test_mask
     from mbvc.training.artifacts import load_trained, run_config_for
     from mbvc.training.setup import set_threads
 
+    if args.output is not None:
+        check_output_file(args.output, overwrite=True, option="-o")
     set_threads(args.threads)
     trained = load_trained(args.checkpoint, "best" if args.best else "final")
     mcfg = trained.model.config

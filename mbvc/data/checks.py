@@ -27,15 +27,29 @@ def _range(x: torch.Tensor | np.ndarray) -> tuple[bool, float, float]:
         lo, hi = (float(v) for v in torch.aminmax(x if x.is_floating_point() else x.float()))
     finite = bool(np.isfinite(lo) and np.isfinite(hi))
     if not finite:  # rare path: the range of what is finite, for the message
-        values = np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64).ravel()
+        values = _values(x)
         values = values[np.isfinite(values)]
         lo, hi = (float(values.min()), float(values.max())) if values.size else (float("nan"),) * 2
     return finite, lo, hi
 
 
-def _describe(lo: float, hi: float, finite: bool) -> str:
-    bad = "" if finite else "NaN/inf and "
-    return f"{bad}values in [{lo:.4g}, {hi:.4g}]"
+def _values(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    return np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64).ravel()
+
+
+def _describe(lo: float, hi: float, finite: bool, x: torch.Tensor | np.ndarray | None = None) -> str:
+    """``values in [lo, hi]``, preceded by ``NaN/inf`` when some are not finite; all of them not
+    finite: how many are NaN and how many inf (counted when ``x`` is given)."""
+    if finite:
+        return f"values in [{lo:.4g}, {hi:.4g}]"
+    if not np.isnan(lo):
+        return f"NaN/inf and values in [{lo:.4g}, {hi:.4g}]"
+    if x is None:
+        return "only NaN/inf values, no finite value"
+    values = _values(x)  # rare path (an error message): count what is wrong
+    n_nan, n_inf = int(np.isnan(values).sum()), int(np.isinf(values).sum())
+    parts = " and ".join(p for p in (f"{n_nan} NaN" if n_nan else "", f"{n_inf} inf" if n_inf else "") if p)
+    return f"only NaN/inf values ({parts} of {values.size}), no finite value"
 
 
 def check_frames(x: torch.Tensor | np.ndarray, name: str) -> None:
@@ -57,7 +71,7 @@ def check_frames(x: torch.Tensor | np.ndarray, name: str) -> None:
     hint = ""
     if finite and 1 + TOLERANCE < hi <= 255 and lo >= -TOLERANCE:
         hint = " (0..255 data? store it as uint8 or divide by 255)"
-    raise DataError(f"{name}: frames must be finite floats in [0, 1] or uint8, found {_describe(lo, hi, finite)}{hint}")
+    raise DataError(f"{name}: frames must be finite floats in [0, 1] or uint8, found {_describe(lo, hi, finite, x)}{hint}")
 
 
 def check_finite(x: torch.Tensor | np.ndarray, name: str, what: str = "values") -> None:
@@ -68,4 +82,4 @@ def check_finite(x: torch.Tensor | np.ndarray, name: str, what: str = "values") 
     """
     finite, lo, hi = _range(x)
     if not finite:
-        raise DataError(f"{name}: {what} must be finite, found {_describe(lo, hi, finite)}")
+        raise DataError(f"{name}: {what} must be finite, found {_describe(lo, hi, finite, x)}")

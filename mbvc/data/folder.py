@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from mbvc.data.mnist_files import npz_member
+from mbvc.data.arrays import NpzFile, load_npy
 from mbvc.data.windows import build_index, check_window_args, frames_tensor, hwc_to_chw
 from mbvc.errors import DataError
 
@@ -137,18 +137,12 @@ class ArrayDataset(Dataset):
         if not path.is_file():
             raise DataError(f"array file {path} not found")
         if path.suffix == ".npy":
-            try:
-                arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            except ValueError as exc:
-                raise DataError(f"{path} is not a .npy array file ({exc})") from exc
+            arr = load_npy(path, mmap=True)
         elif path.suffix == ".npz":
-            if key is None:
-                import zipfile
-
-                with zipfile.ZipFile(path) as zf:
-                    names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-                key = names[0] if len(names) == 1 else "frames"
-            arr = npz_member(path, key)
+            with NpzFile(path) as z:
+                if key is None:
+                    key = z.files[0] if len(z.files) == 1 else "frames"
+                arr = z.get(key, mmap=True)
         else:
             raise DataError(f"{path}: expected a .npy or .npz file")
         if arr.ndim not in (4, 5) or (arr.ndim == 5 and arr.shape[-1] not in (1, 3, 4)):

@@ -12,7 +12,6 @@ Classic file: uint8 ``(T, N, H, W)``, time first; sample ``i`` is ``data[:, i] /
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from mbvc.data.arrays import NpzFile, load_npy
 from mbvc.data.windows import frames_tensor
 from mbvc.errors import DataError
 from mbvc.io import atomic_write
@@ -28,38 +28,17 @@ NPZ_KEYS = ("clips", "dims", "input_raw_data")
 
 
 def npz_member(path: Path, key: str) -> np.ndarray:
-    """Array ``key`` of an npz: memory-mapped if stored uncompressed, else loaded.
+    """Array ``key`` of an npz: memory-mapped if stored uncompressed, else loaded (bounded).
 
     Raises:
-        DataError: not a zip/npz, or ``key`` absent (naming the keys that are there).
+        DataError: not a zip/npz (e.g. truncated), ``key`` absent (naming the keys that are
+            there), a header promising more than the member holds, or an array read into
+            memory above ``MBVC_MAX_ARRAY_GIB`` (see :mod:`mbvc.data.arrays`).
     """
-    try:
-        zf = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({exc})") from exc
-    with zf:
-        names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
-        if key not in names:
-            raise DataError(f"{path} has no array {key!r} (expected keys {list(NPZ_KEYS)}, found {names})")
-        info = zf.getinfo(f"{key}.npy")
-        if info.compress_type != zipfile.ZIP_STORED:
-            with zf.open(info) as f:
-                return np.lib.format.read_array(f, allow_pickle=False)
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local = f.read(30)  # local file header: name and extra lengths at bytes 26..29
-        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
-        f.seek(start)
-        version = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = read_header(f)
-        offset = f.tell()
-    if dtype.hasobject:
-        raise DataError(f"{path}: array {key!r} holds Python objects; expected numbers")
-    if int(np.prod(shape)) == 0:
-        return np.zeros(shape, dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    with NpzFile(path) as z:
+        if key not in z.files:
+            raise DataError(f"{path} has no array {key!r} (expected keys {list(NPZ_KEYS)}, found {z.files})")
+        return z.get(key, mmap=True)
 
 
 class MnistNpzDataset(Dataset):
@@ -134,10 +113,7 @@ class MnistSeqDataset(Dataset):
         path = Path(path)
         if not path.is_file():
             raise DataError(f"Moving MNIST file {path} not found")
-        try:
-            self.data = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise DataError(f"{path} is not a .npy array file ({exc})") from exc
+        self.data = load_npy(path, mmap=True)
         if self.data.ndim != 4 or self.data.dtype != np.uint8:
             raise DataError(f"{path}: expected uint8 (T, N, H, W) like mnist_test_seq.npy "
                             f"(20, 10000, 64, 64), got {self.data.dtype} {self.data.shape}")
@@ -148,7 +124,7 @@ class MnistSeqDataset(Dataset):
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self.data = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        self.data = load_npy(self.path, mmap=True)
 
     def __len__(self) -> int:
         return self.data.shape[1]

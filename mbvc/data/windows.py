@@ -125,13 +125,19 @@ def build_index(lengths: Sequence[int], seq_len: int, strides: Sequence[int | No
     """
     if not isinstance(strides, Sequence):
         strides = [strides] * len(lengths)
+    if len(lengths) and max(int(n) for n in lengths) < seq_len:
+        raise DataError(f"{what}: {names[0]} has {lengths[0]} steps, shorter than the window of {seq_len} steps, "
+                        f"and so is every episode (the longest of {len(lengths)} has {max(int(n) for n in lengths)}); "
+                        "shorten the window (the data's sequence length, or context + horizon when evaluating: "
+                        "e.g. a smaller `mbvc test --horizon` / eval.horizon) or use longer sequences")
     rows, short = [], []
     for ep, (length, stride) in enumerate(zip(lengths, strides)):
         starts = window_starts(int(length), seq_len, stride, anchor)
         if not starts:
             if not skip_short:
                 raise DataError(f"{what}: {names[ep]} has {length} steps, shorter than the window of "
-                                f"{seq_len} steps (pass skip_short=True to leave such episodes out)")
+                                f"{seq_len} steps; to leave such episodes out set data.skip_short=true "
+                                "(on the command line: --set data.skip_short=true; in Python: skip_short=True)")
             short.append(names[ep])
         rows.extend((ep, s) for s in starts)
     if short:

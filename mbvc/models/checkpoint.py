@@ -6,6 +6,7 @@ nothing in it is executable, unlike a pickled checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from mbvc.io import atomic_path
 from mbvc.models.base import model_config_from_dict
 
 FORMAT = "mbvc-model/1"
+log = logging.getLogger(__name__)
 
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike, metadata: Mapping[str, Any] | None = None) -> Path:
@@ -49,8 +51,16 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike, metadata: Mappin
 def read_model_file(path: str | os.PathLike) -> tuple[Any, dict[str, torch.Tensor], dict[str, Any]]:
     """Read an mbvc model file without building the model.
 
+    The stored config is checked against the tensors in the file before anything is allocated:
+    the model the config describes is built on the meta device (no memory) and its parameter
+    shapes must equal the file's, so a small file whose config asks for a huge model is refused.
+
     Returns:
         ``(config, state_dict, extra_metadata)``.
+
+    Raises:
+        CheckpointError: not a safetensors file, no mbvc metadata, an invalid config, or a config
+            whose model does not match the tensors stored in the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -60,7 +70,7 @@ def read_model_file(path: str | os.PathLike) -> tuple[Any, dict[str, torch.Tenso
 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-        tensors = load_file(str(path))
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(
             f"{path}: not a safetensors model file ({e}); a reference checkpoint "
@@ -72,7 +82,63 @@ def read_model_file(path: str | os.PathLike) -> tuple[Any, dict[str, torch.Tenso
         config = model_config_from_dict(json.loads(meta["config"]))
     except (json.JSONDecodeError, ConfigError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid model config in metadata: {e}") from None
-    return config, tensors, json.loads(meta.get("extra") or "{}")
+    check_config_matches(config, shapes, str(path))
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: the tensors of the model file cannot be read ({e})") from None
+    try:
+        extra = json.loads(meta.get("extra") or "{}")
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: invalid 'extra' metadata ({e})") from None
+    return config, tensors, extra
+
+
+def expected_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    """Parameter and buffer shapes of the model ``config`` builds, computed on the meta device.
+
+    Nothing is allocated, however large the config (e.g. ``num_hidden=[200000, 200000]``).
+    """
+    from mbvc.models.base import build_model
+
+    with torch.device("meta"):
+        model = build_model(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_config_matches(config: Any, shapes: Mapping[str, tuple], source: str) -> None:
+    """Refuse a stored config whose model differs from the tensors stored with it, before building it.
+
+    Args:
+        config: the model config read from the file.
+        shapes: name -> shape of every tensor in the file.
+        source: the file, for the message.
+
+    Raises:
+        CheckpointError: one line naming ``source``, the parameter counts and the first mismatches.
+    """
+    try:
+        expected = expected_shapes(config)
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: the stored model config cannot be built ({e})") from None
+    except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:  # a family that cannot build on meta
+        log.debug("%s: shapes not checked before building (%s: %s)", source, type(e).__name__, e)
+        return
+    problems = describe_mismatch(expected, shapes, limit=3)
+    if problems:
+        n_config = sum(_numel(s) for s in expected.values())
+        n_file = sum(_numel(s) for s in shapes.values())
+        details = "; ".join(line.strip() for line in problems.splitlines())
+        raise CheckpointError(f"{source}: corrupt model file: its stored config ({config.name}, num_hidden "
+                              f"{list(getattr(config, 'num_hidden', []))}) describes a model of {n_config:,} "
+                              f"parameters but the file holds tensors of {n_file:,} ({details})")
+
+
+def _numel(shape: tuple) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> torch.nn.Module:

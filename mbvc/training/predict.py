@@ -1,14 +1,15 @@
 """Prediction on a user's data: read a context (video, frame folder, array), write the predictions.
 
 Frames are read into ``(T, C, H, W)`` float32 in ``[0, 1]`` (uint8 data divided by 255, float
-data taken as it is), adapted to the model's channels (RGB -> grey by luma, grey -> RGB by
-repetition) and size (area/bilinear resize, with a warning).
+data taken as it is), adapted to the model's channels (grey -> RGB by repetition; RGB -> grey by
+luma only when asked, ``--grey``, or when the RGB frames hold grey content) and size
+(area/bilinear resize, with a warning). Arrays are read through :mod:`mbvc.data.arrays`, which
+checks the sizes a file declares before anything is allocated.
 """
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mbvc.data.arrays import NpzFile, check_in_memory_size, load_npy
 from mbvc.data.checks import check_finite, check_frames
-from mbvc.errors import DataError, ShapeError
+from mbvc.errors import ConfigError, DataError, ShapeError
 from mbvc.models import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -52,34 +54,65 @@ def _array_frames(array: np.ndarray, where: str) -> torch.Tensor:
     return frames.float()
 
 
-# np.load's errors on a bad file (object arrays, garbage, truncation) are ValueError, OSError,
-# EOFError or an UnpicklingError; all mean "not a readable array".
-_LOAD_ERRORS = (ValueError, OSError, EOFError, TypeError, KeyError, pickle.UnpicklingError)
-
-
 def _load_array(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except _LOAD_ERRORS as e:
-        raise DataError(f"{path}: not a readable numeric .npy array ({type(e).__name__}: {e})") from None
+    """A ``.npy`` array read into memory, its header checked first (size, truncation, dtype)."""
+    return load_npy(path)
 
 
-def _open_npz(path: Path) -> Any:
-    try:
-        z = np.load(path, allow_pickle=False)
-    except _LOAD_ERRORS as e:
-        raise DataError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e})") from None
+def _open_npz(path: Path) -> NpzFile:
+    z = NpzFile(path)
     if not z.files:
         z.close()
         raise DataError(f"{path}: the .npz archive holds no array")
     return z
 
 
-def _member(z: Any, key: str, path: Path) -> np.ndarray:
-    try:
-        return z[key]
-    except _LOAD_ERRORS as e:
-        raise DataError(f"{path}[{key}]: not a readable numeric array ({type(e).__name__}: {e})") from None
+def _member(z: NpzFile, key: str, path: Path) -> np.ndarray:
+    return z.get(key)
+
+
+def _read_images(folder: Path, files: list[Path]) -> np.ndarray:
+    """Decode a folder's frame images into ``(T, H, W[, C])`` uint8, one size and mode for all.
+
+    Raises:
+        DataError: a file that is not a readable image, or frames whose size or channels differ
+            from the first frame's (naming both files).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    first: Path | None = None
+    size = mode = None
+    for p in files:  # headers first: cheap, and bounds the memory before anything is decoded
+        try:
+            with Image.open(p) as im:
+                im_size, im_mode = im.size, ("L" if im.mode in ("L", "I", "1") else "RGB")
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            raise DataError(f"{p}: not a readable image ({type(e).__name__}); remove it from {folder} "
+                            "or replace it") from None
+        if first is None:
+            first, size, mode = p, im_size, im_mode
+        elif im_size != size:
+            raise DataError(f"{p}: frame size {im_size[0]}x{im_size[1]} differs from {size[0]}x{size[1]} "
+                            f"of {first.name}; all frames of a context must have one size")
+        elif im_mode != mode:
+            mode = "RGB"  # grey and colour frames mixed: read all as colour
+    check_in_memory_size(len(files) * size[0] * size[1] * (1 if mode == "L" else 3) * 5, str(folder),
+                         f"context of {len(files)} frames")
+    images = []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                images.append(np.asarray(im.convert(mode), dtype=np.uint8))
+        except (OSError, ValueError, SyntaxError) as e:  # a truncated file fails only when decoded
+            raise DataError(f"{p}: not a readable image, truncated or corrupt ({e})") from None
+    return np.stack(images)
+
+
+def _describe_video_error(e: BaseException) -> str:
+    """The first line of an imageio/ffmpeg error, at most 160 characters (ffmpeg dumps its banner)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def read_frames(path: str | os.PathLike) -> torch.Tensor:
@@ -90,16 +123,10 @@ def read_frames(path: str | os.PathLike) -> torch.Tensor:
     """
     path = Path(path)
     if path.is_dir():
-        from PIL import Image
-
         files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXT), key=lambda p: _natural(p.name))
         if not files:
             raise DataError(f"{path} holds no frame images ({'/'.join(IMAGE_EXT)})")
-        images = []
-        for p in files:
-            with Image.open(p) as im:
-                images.append(np.asarray(im.convert("L" if im.mode in ("L", "I", "1") else "RGB")))
-        return _array_frames(np.stack(images), str(path))
+        return _array_frames(_read_images(path, files), str(path))
     if not path.is_file():
         raise DataError(f"context {path}: no such file or folder")
     suffix = path.suffix.lower()
@@ -114,8 +141,11 @@ def read_frames(path: str | os.PathLike) -> torch.Tensor:
 
         try:
             video = iio.imread(path, index=None)
+        except MemoryError:
+            raise DataError(f"{path}: the decoded video does not fit in memory; cut it to the frames "
+                            "you need (the context uses only its last K frames)") from None
         except Exception as e:  # noqa: BLE001 - imageio's plugins raise many types
-            raise DataError(f"{path}: cannot be decoded as a video ({e}); for .mp4/.avi install imageio-ffmpeg") from None
+            raise DataError(f"{path}: not a readable video ({_describe_video_error(e)}){_video_hint(suffix)}") from None
         if video.ndim == 4 and video.shape[-1] == 4:  # RGBA GIF frames
             video = video[..., :3]
         return _array_frames(video, str(path))
@@ -123,16 +153,43 @@ def read_frames(path: str | os.PathLike) -> torch.Tensor:
                     "a folder of frames, or .npy/.npz")
 
 
-def adapt_frames(frames: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
-    """Match ``(T, C, H, W)`` frames to the model's channels and size."""
+def _video_hint(suffix: str) -> str:
+    """An install hint, only when the backend for ``suffix`` is really missing."""
+    if suffix == ".gif":
+        return ""
+    import importlib.util
+
+    if importlib.util.find_spec("imageio_ffmpeg") is None and importlib.util.find_spec("av") is None:
+        return f"; reading {suffix} needs imageio-ffmpeg or PyAV (pip install imageio-ffmpeg)"
+    return ""
+
+
+def adapt_frames(frames: torch.Tensor, cfg: ModelConfig, grey: bool = False,
+                 where: str = "context frames") -> torch.Tensor:
+    """Match ``(T, C, H, W)`` frames to the model's channels and size.
+
+    Grey frames given to a colour model are repeated to three channels. Colour frames given to a
+    one-channel model are turned grey (luma) only with ``grey=True``, or when they hold grey
+    content stored as RGB (all channels equal); otherwise they are refused.
+
+    Raises:
+        ShapeError: colour frames for a one-channel model without ``grey``, or channel counts
+            that cannot be matched.
+    """
     ch = frames.shape[1]
     if ch != cfg.img_channel:
         if ch == 3 and cfg.img_channel == 1:
-            frames = (frames * _LUMA[None, :, None, None]).sum(1, keepdim=True)
+            spread = float((frames.amax(1) - frames.amin(1)).max()) if frames.numel() else 0.0
+            if spread > 1.0 / 255 and not grey:
+                raise ShapeError(f"{where}: colour frames (3 channels) for the one-channel model {cfg.name}; "
+                                 "pass --grey to turn them grey (luma), or give grey frames")
+            if spread > 1.0 / 255:
+                log.info("%s: colour frames turned grey (luma) for the one-channel model", where)
+            frames = (frames * _LUMA[None, :, None, None]).sum(1, keepdim=True).clamp(0, 1)
         elif ch == 1 and cfg.img_channel == 3:
             frames = frames.expand(-1, 3, -1, -1)
         else:
-            raise ShapeError(f"context frames have {ch} channels, the model expects {cfg.img_channel}")
+            raise ShapeError(f"{where}: frames have {ch} channels, the model expects {cfg.img_channel}")
     size = (cfg.img_height, cfg.img_width)
     if tuple(frames.shape[-2:]) != size:
         log.warning("resizing context frames from %dx%d to the model's %dx%d",
@@ -142,12 +199,21 @@ def adapt_frames(frames: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
     return frames.contiguous()
 
 
-def read_context(path: str | os.PathLike, cfg: ModelConfig, length: int) -> torch.Tensor:
-    """The last ``length`` frames of ``path``, adapted to the model: ``(1, length, C, H, W)``."""
+def read_context(path: str | os.PathLike, cfg: ModelConfig, length: int, grey: bool = False) -> torch.Tensor:
+    """The last ``length`` frames of ``path``, adapted to the model: ``(1, length, C, H, W)``.
+
+    Args:
+        path: video, frame folder, ``.npy`` or ``.npz``.
+        cfg: the model's config (channels and size).
+        length: context frames K (>= 1).
+        grey: allow colour frames to be turned grey for a one-channel model.
+    """
+    if length < 1:
+        raise ConfigError(f"context length must be >= 1, got {length}")
     frames = read_frames(path)
     if frames.shape[0] < length:
         raise DataError(f"{path} has {frames.shape[0]} frames; the context needs {length}")
-    return adapt_frames(frames[-length:], cfg)[None]
+    return adapt_frames(frames[-length:], cfg, grey=grey, where=str(path))[None]
 
 
 def read_actions(path: str | os.PathLike, cfg: ModelConfig, steps: int) -> torch.Tensor:
@@ -196,10 +262,9 @@ def write_predictions(out_dir: str | os.PathLike, context: torch.Tensor, predict
         Name -> path of the files written.
     """
     from mbvc.evaluation.strips import to_rgb_uint8, write_gif, write_png
-    from mbvc.io import atomic_write
+    from mbvc.io import atomic_write, make_output_folder
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_folder(out_dir)
     pred = predictions.detach().float().cpu().clamp(0, 1)
     with atomic_write(out / "predictions.npy", "wb") as f:
         np.save(f, pred.numpy())
