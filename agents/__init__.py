@@ -1,15 +1,16 @@
 """Visual model-predictive control and baselines for mbvc world models.
 
 * :mod:`agents.planners`: CEM / iCEM / MPPI over ``objective(actions N x H x A) -> costs N``.
-* :mod:`agents.costs`: costs of predicted frames ``N x H x C x h x w`` (goal MSE, LPIPS,
-  designated pixel).
+* :mod:`agents.costs`: costs of predicted frames ``N x H x C x h x w`` behind one protocol
+  (:class:`~agents.costs.Cost`): goal images, designated objects, the push task; by name in
+  :mod:`agents.costs.registry`.
 * :mod:`agents.models`: PredRNN (encode once, roll N candidates), oracle simulator,
   copy-last-frame, behind ``PlanningModel.rollout(context, actions)``.
 * :mod:`agents.mpc`: :class:`MPCAgent` joining the three.
 * :mod:`agents.baselines` and :mod:`agents.evaluation`: random, scripted, SB3; seeded scoring.
-* :mod:`agents.cost_registry` (costs by name or ``module:name``), :mod:`agents.push` (the push
-  task's pixel cost), :mod:`agents.plan` (``mbvc plan``), :mod:`agents.gif`, :mod:`agents.demo`
-  (the end-to-end demo's pipeline); imported on use.
+* :mod:`agents.plan` (``mbvc plan``: the driver, with :mod:`agents.plan_records` and
+  :mod:`agents.plan_workers`), :mod:`agents.gif`, :mod:`agents.demo` (the end-to-end demo's
+  pipeline); imported on use.
 
 stable-baselines3, ``envs`` and LPIPS weights are loaded only when used.
 """

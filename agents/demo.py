@@ -3,8 +3,8 @@
 One preset (``push-demo``) holds every stage's settings in its sections, each validated by its
 own dataclass before any work starts: ``collect`` (:class:`envs.collect.CollectConfig`),
 ``model``/``data``/``train``/``eval`` (:class:`mbvc.config.RunConfig`), ``cost``
-(:class:`agents.cost_registry.CostConfig`), ``plan`` (:class:`agents.planners.PlannerConfig`)
-and ``demo`` (:class:`DemoConfig`). The stages write into one folder and are skipped on the
+(:func:`agents.costs.cost_config`), ``plan`` (:class:`agents.planners.PlannerConfig`)
+and ``demo``, all held by one :class:`DemoConfig`. The stages write into one folder and are skipped on the
 next run when their record (``OUT/<stage>.json``) holds the same settings:
 
 1. **collect**: :func:`envs.collect.collect` into ``OUT/data/{train,val}``;
@@ -28,7 +28,7 @@ from typing import Any
 
 from mbvc.io import write_json
 
-from .demo_config import EVAL_SEED_BASE, TINY, DemoConfig, DemoSettings, demo_settings, scaled_schedule
+from .demo_config import EVAL_SEED_BASE, SECTIONS, TINY, DemoConfig, demo_settings, scaled_schedule
 from .stages import Stages, dataclass_defaults, prepare_out_dir
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,10 @@ STAGES = ("collect", "train", "plan")
 MARKER = "demo.json"
 
 
-def train_world_model(run_cfg: Any, run_dir: Path, minutes: float | None = None) -> dict[str, Any]:
+def train_world_model(run_cfg: Any, run_dir: Path) -> dict[str, Any]:
     """Train ``run_cfg`` into ``run_dir`` as ``mbvc train`` does (resuming a run folder that has a config).
 
-    With ``minutes`` (opt-in), the iterations are first fitted to that time budget
-    (:func:`agents.budget.fit_iterations`).
+    The record's ``model`` is the model file's path relative to ``run_dir``'s parent.
     """
     from mbvc.training.lock import RunLock
     from mbvc.training.setup import build_datasets, build_trainer, load_resume_config, prepare_run_dir
@@ -52,10 +51,6 @@ def train_world_model(run_cfg: Any, run_dir: Path, minutes: float | None = None)
             run_cfg = load_resume_config(run_dir)
         datasets = build_datasets(run_cfg)
         if not resume:
-            if minutes is not None:
-                from .budget import fit_iterations
-
-                run_cfg = fit_iterations(run_cfg, datasets[0], minutes, scaled_schedule)
             prepare_run_dir(run_dir, run_cfg, resume=False)
         trainer = build_trainer(run_cfg, run_dir, resume=resume, datasets=datasets)
         try:
@@ -63,7 +58,8 @@ def train_world_model(run_cfg: Any, run_dir: Path, minutes: float | None = None)
         finally:
             trainer.logger.close()
     return {"iterations": result.iteration, "planned_iterations": run_cfg.train.iterations,
-            "train_seconds": result.elapsed_s, "model": str(result.model_path), "validation": result.last_eval,
+            "train_seconds": result.elapsed_s, "validation": result.last_eval,
+            "model": Path(os.path.relpath(Path(result.model_path).absolute(), run_dir.absolute().parent)).as_posix(),
             "parameters": sum(p.numel() for p in trainer.model.parameters()), "model_config": run_cfg.model.to_dict()}
 
 
@@ -76,13 +72,13 @@ class DemoRun:
         force: redo every stage, removing the outputs of an earlier run in ``out``.
     """
 
-    def __init__(self, settings: DemoSettings, out: str | os.PathLike = "runs/demo", force: bool = False) -> None:
+    def __init__(self, settings: DemoConfig, out: str | os.PathLike = "runs/demo", force: bool = False) -> None:
         import torch
 
         from mbvc.config import apply_overrides
 
-        if settings.demo.threads is not None:
-            torch.set_num_threads(settings.demo.threads)
+        if settings.threads is not None:
+            torch.set_num_threads(settings.threads)
         self.settings = settings
         self.out = prepare_out_dir(out, MARKER, {"config": settings.to_dict()}, force,
                                    ["data", "model", "plan", "report.json", *(f"{s}.json" for s in STAGES)])
@@ -94,12 +90,14 @@ class DemoRun:
         defaults = dataclass_defaults({"model": type(cfg.model), "data": type(cfg.data), "train": type(cfg.train),
                                        "eval": type(cfg.eval), "cost": type(settings.cost), "plan": type(settings.plan),
                                        "demo": DemoConfig})
-        self.stages = Stages(self.out, settings.demo.seed, defaults)
+        for key in SECTIONS:  # fields of DemoConfig, not of its demo section
+            defaults = {k: v for k, v in defaults.items() if k != f"demo.{key}" and not k.startswith(f"demo.{key}.")}
+        self.stages = Stages(self.out, settings.seed, defaults)
 
     def collect_settings(self) -> dict[str, Any]:
         """What determines the collected data."""
         return {**self.settings.collect.spec(), "episodes": self.settings.collect.num_episodes,
-                "val_episodes": self.settings.demo.val_episodes}
+                "val_episodes": self.settings.val_episodes}
 
     def collect(self) -> dict[str, Any]:
         """Stage 1: training and validation episodes into ``OUT/data/{train,val}`` (``mbvc collect``'s call)."""
@@ -107,14 +105,14 @@ class DemoRun:
 
         def stage() -> dict[str, Any]:
             cfg, stats = self.settings.collect, {}
-            for split, count, seed in (("train", cfg.num_episodes, cfg.seed), ("val", self.settings.demo.val_episodes,
+            for split, count, seed in (("train", cfg.num_episodes, cfg.seed), ("val", self.settings.val_episodes,
                                                                              cfg.seed + 1)):
                 part = dataclasses.replace(cfg, num_episodes=count, seed=seed, num_envs=min(cfg.num_envs, count))
                 result = collect(self.out / "data" / split, part)
                 stats[split] = {"episodes": result.episodes_total, "new_episodes": result.episodes_new,
                                 "frames": result.frames, "seconds": result.seconds,
                                 "policy_success_rate": result.success_rate}
-            stats["env_steps"] = (cfg.num_episodes + self.settings.demo.val_episodes) * cfg.episode_length
+            stats["env_steps"] = (cfg.num_episodes + self.settings.val_episodes) * cfg.episode_length
             return stats
 
         return self.stages.run("collect", self.collect_settings(), stage, strict=True)
@@ -124,14 +122,13 @@ class DemoRun:
         d = self.run_cfg.to_dict()
         train = {k: v for k, v in d["train"].items() if k not in ("progress", "device")}
         data = {k: v for k, v in d["data"].items() if k != "root"}
-        return {"model": d["model"], "data": data, "train": train, "eval": d["eval"],
-                "train_minutes": self.settings.demo.train_minutes}
+        return {"model": d["model"], "data": data, "train": train, "eval": d["eval"]}
 
     def train(self) -> dict[str, Any]:
         """Stage 2 after stage 1: the world model into ``OUT/model`` (``mbvc train``'s calls)."""
         self.collect()
         return self.stages.run("train", {**self.train_settings(), "collect": self.collect_settings()},
-                               lambda: train_world_model(self.run_cfg, self.out / "model", self.settings.demo.train_minutes),
+                               lambda: train_world_model(self.run_cfg, self.out / "model"),
                                strict=True)
 
     def plan(self) -> dict[str, Any]:
@@ -151,8 +148,8 @@ class DemoRun:
         run = lambda: run_plan(
             self.out / "model", s.collect.env_id, self.out / "plan", seeds=s.eval_seeds(), env_kwargs=s.eval_env_kwargs(),
             cost=s.cost, planner=s.plan, data_root=self.out / "data" / "train", device=device,
-            oracle_planner=s.demo.oracle_planner, oracle_population=s.demo.oracle_population,
-            gif_scale=s.demo.gif_scale, progress=s.demo.progress, restart_on_change=True, workers=s.demo.plan_workers)
+            oracle_planner=s.oracle_planner, oracle_population=s.oracle_population,
+            gif_scale=s.gif_scale, progress=s.progress, restart_on_change=True, workers=s.plan_workers)
         return self.stages.run("plan", settings, lambda: {k: v for k, v in run().items() if k != "settings"}, strict=False)
 
     def report(self) -> dict[str, Any]:
@@ -166,13 +163,14 @@ class DemoRun:
                   "skipped": list(self.stages.skipped), "iterations": training.get("iterations"),
                   "data": {k: v for k, v in data.items() if k not in strip},
                   "training": {k: v for k, v in training.items() if k not in strip},
-                  "results": planned["results"], "eval_seeds": planned["seeds"], "gif": planned["gif"],
+                  "results": planned["results"], "eval_seeds": planned["seeds"],
+                  "gif": planned["gif"] and f"plan/{planned['gif']}",  # relative to the demo's folder
                   "machine": machine_info(planned["machine"].get("device"))}
         write_json(self.out / "report.json", report)
         return report
 
 
-def run_demo(settings: DemoSettings, out: str | os.PathLike = "runs/demo", force: bool = False) -> dict[str, Any]:
+def run_demo(settings: DemoConfig, out: str | os.PathLike = "runs/demo", force: bool = False) -> dict[str, Any]:
     """Run (or resume) the stages; returns the report (also ``OUT/report.json``).
 
     Raises:
@@ -182,5 +180,5 @@ def run_demo(settings: DemoSettings, out: str | os.PathLike = "runs/demo", force
     return DemoRun(settings, out, force).report()
 
 
-__all__ = ["EVAL_SEED_BASE", "TINY", "DemoConfig", "DemoRun", "DemoSettings", "demo_settings", "run_demo",
+__all__ = ["EVAL_SEED_BASE", "TINY", "DemoConfig", "DemoRun", "demo_settings", "run_demo",
            "scaled_schedule", "train_world_model"]

@@ -1,15 +1,17 @@
 """The demo's settings: every section of its preset, validated before any work starts.
 
-``collect`` (:class:`envs.collect.CollectConfig`), ``model``/``data``/``train``/``eval``
-(:class:`mbvc.config.RunConfig`), ``cost`` (:class:`agents.cost_registry.CostConfig`), ``plan``
-(:class:`agents.planners.PlannerConfig`) and ``demo`` (:class:`DemoConfig`).
+One :class:`DemoConfig` holds them: the ``demo`` section's own fields, and the other sections as
+their classes read them, ``run`` (``model``/``data``/``train``/``eval``,
+:class:`mbvc.config.RunConfig`), ``collect`` (:class:`envs.collect.CollectConfig`), ``cost``
+(:mod:`agents.costs.registry`) and ``plan`` (:class:`agents.planners.PlannerConfig`).
 """
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 from mbvc.errors import ConfigError
@@ -31,9 +33,13 @@ TINY = ("model.num_hidden=[8]", "model.total_length=6", "model.img_width=16", "t
         "demo.plan_workers=1")  # two episodes per agent: starting worker processes would cost more
 
 
+#: Fields of :class:`DemoConfig` that hold the preset's other sections (not keys of its ``demo`` section).
+SECTIONS = ("run", "collect", "cost", "plan", "preset", "overrides")
+
+
 @dataclass(frozen=True)
 class DemoConfig:
-    """The ``demo`` section: what ties the stages together and the evaluation task.
+    """Every section of the demo's preset (:func:`demo_settings`): the ``demo`` section's fields, then the others.
 
     Attributes:
         seed: the one seed of collection, training, planning and the evaluation goals (the
@@ -50,8 +56,12 @@ class DemoConfig:
         oracle_planner: the oracle's planner (iCEM suits the true-state cost: 100% vs 83% for CEM on 12 goals).
         oracle_population: the oracle's candidates per iteration (it simulates each one).
         gif_scale: upscaling of the GIF's panels.
-        train_minutes: opt-in time budget: fit the iterations to it (not reproducible); ``None``:
-            the preset's fixed ``train.iterations``.
+        run: the ``model``, ``data``, ``train`` and ``eval`` sections (:class:`mbvc.config.RunConfig`).
+        collect: the ``collect`` section (:class:`envs.collect.CollectConfig`).
+        cost: the ``cost`` section (:func:`agents.costs.cost_config`).
+        plan: the ``plan`` section (:class:`agents.planners.PlannerConfig`).
+        preset: the preset it was loaded from.
+        overrides: the ``section.key=value`` overrides applied.
     """
 
     seed: int = 0
@@ -66,7 +76,12 @@ class DemoConfig:
     oracle_planner: str = "icem"
     oracle_population: int = 50
     gif_scale: int = 4
-    train_minutes: float | None = None
+    run: Any = field(default=None, compare=False)
+    collect: Any = field(default=None, compare=False)
+    cost: Any = field(default=None, compare=False)
+    plan: Any = field(default=None, compare=False)
+    preset: str = "push-demo"
+    overrides: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("val_episodes", "eval_episodes", "eval_episode_length", "oracle_population", "gif_scale"):
@@ -79,21 +94,10 @@ class DemoConfig:
             raise ConfigError(f"demo.plan_workers must be a positive integer, got {self.plan_workers!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"demo.threads must be >= 1 or null, got {self.threads}")
-        if self.train_minutes is not None and not self.train_minutes > 0:
-            raise ConfigError(f"demo.train_minutes must be > 0 or null, got {self.train_minutes}")
 
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """Every section of the demo's preset, validated (:func:`demo_settings`)."""
-
-    run: Any  # mbvc.config.RunConfig
-    collect: Any  # envs.collect.CollectConfig
-    cost: Any  # agents.cost_registry.CostConfig
-    plan: Any  # agents.planners.PlannerConfig
-    demo: DemoConfig
-    preset: str
-    overrides: tuple[str, ...]
+    def section(self) -> dict[str, Any]:
+        """The ``demo`` section's own fields, as plain data."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in SECTIONS}
 
     def to_dict(self) -> dict[str, Any]:
         """All sections as plain data (the run folder's ``config.yaml`` holds the same)."""
@@ -101,14 +105,14 @@ class DemoSettings:
 
     def eval_seeds(self, count: int | None = None) -> list[int]:
         """Seeds of the held-out evaluation goals (the same for every agent)."""
-        n = self.demo.eval_episodes if count is None else count
-        return [EVAL_SEED_BASE + 1000 * self.demo.seed + i for i in range(n)]
+        n = self.eval_episodes if count is None else count
+        return [EVAL_SEED_BASE + 1000 * self.seed + i for i in range(n)]
 
     def eval_env_kwargs(self) -> dict[str, Any]:
         """``gymnasium.make`` keyword arguments of the evaluation episodes (ending on success): the
         collection's (the env the model learnt, e.g. its cameras) with the evaluation task's."""
-        return {**self.collect.env_kwargs, "goal_distance": list(self.demo.goal_distance),
-                "episode_length": self.demo.eval_episode_length, "terminate_on_success": True}
+        return {**self.collect.env_kwargs, "goal_distance": list(self.goal_distance),
+                "episode_length": self.eval_episode_length, "terminate_on_success": True}
 
 
 def scaled_schedule(iterations: int) -> list[str]:
@@ -121,7 +125,7 @@ def scaled_schedule(iterations: int) -> list[str]:
 
 
 def demo_settings(preset: str = "push-demo", overrides: Sequence[str] = (), *, tiny: bool = False,
-                  iterations: int | None = None) -> DemoSettings:
+                  iterations: int | None = None, cost: str | None = None) -> DemoConfig:
     """Load and validate every section of ``preset`` (before any work starts).
 
     Args:
@@ -129,24 +133,37 @@ def demo_settings(preset: str = "push-demo", overrides: Sequence[str] = (), *, t
         overrides: ``section.key=value`` strings, applied last (e.g. ``demo.seed=1``, ``plan.horizon=8``).
         tiny: the tiny configuration (tests).
         iterations: train this many iterations, the curriculum scaled to them.
+        cost: plan with this cost instead of the preset's (whose fields are dropped; ``cost.*``
+            overrides then apply to it).
 
     Raises:
         ConfigError: an unknown preset, section or key, or a bad value, naming it.
     """
     from envs.collect import CollectConfig
-    from mbvc.config import load_run_config, section_config
+    from mbvc.config import RunConfig, apply_overrides, load_run_config, section_config
 
-    from .cost_registry import CostConfig
+    from .costs import cost_config
+    from .costs.registry import with_cost_name
     from .models import EXTRAPOLATION_OK, extrapolation_level
     from .planners import PlannerConfig
 
     schedule = scaled_schedule(iterations or TINY_ITERATIONS) if iterations or tiny else []
     every = (*schedule, *(TINY if tiny else ()), *overrides)
     run = load_run_config(preset, every)
-    settings = DemoSettings(run, section_config(CollectConfig, run, "collect"), section_config(CostConfig, run, "cost"),
-                            section_config(PlannerConfig, run, "plan"), section_config(DemoConfig, run, "demo"),
-                            str(preset), tuple(every))
-    _check_views(settings)
+    if cost is not None:  # the preset's cost section switched to another cost, with the cost.* overrides
+        switched = apply_overrides({"cost": with_cost_name(run.app.get("cost"), cost)},
+                                   [o for o in every if o.startswith("cost.")], run.source)
+        run = RunConfig.from_dict({**run.to_dict(), **switched}, run.source)
+    section = run.app.get("demo") or {}
+    sections = [key for key in SECTIONS if isinstance(section, dict) and key in section]
+    if sections:
+        raise ConfigError(f"{run.source}: unknown key 'demo.{sections[0]}' (a section of its own, not a demo field)")
+    settings = dataclasses.replace(section_config(DemoConfig, run, "demo"), run=run,
+                                   collect=section_config(CollectConfig, run, "collect"),
+                                   cost=cost_config(run.app.get("cost"), run.source),
+                                   plan=section_config(PlannerConfig, run, "plan"), preset=str(preset),
+                                   overrides=tuple(every))
+    _check_frames(settings)
     trained = run.model.total_length - run.model.input_length
     if extrapolation_level(settings.plan.horizon, trained) == logging.WARNING:
         log.warning("planning horizon %d exceeds %d times the %d steps the model is trained to predict",
@@ -154,18 +171,13 @@ def demo_settings(preset: str = "push-demo", overrides: Sequence[str] = (), *, t
     return settings
 
 
-def _check_views(settings: DemoSettings) -> None:
-    """The collection's cameras, the model's frame and the push cost's views must agree."""
-    model, collect, cost = settings.run.model, settings.collect, settings.cost
-    camera = str(collect.env_kwargs.get("camera", ""))
-    views = len(camera.split("+")) if camera else 1
-    size = (collect.image_size, views * collect.image_size)
-    if (model.views, (model.img_height, model.img_width)) != (views, size):
-        raise ConfigError(f"collect renders {views} view(s) of {collect.image_size}x{collect.image_size} "
-                          f"(collect.image_size, collect.env_kwargs.camera={camera or None}) = {size[0]}x{size[1]} frames, "
-                          f"but the model takes {model.img_height}x{model.img_width} frames of model.views={model.views}")
-    if cost.name == "push" and cost.views != views:
-        raise ConfigError(f"cost.views={cost.views} but the frames hold {views} view(s): set cost.views={views}")
+def _check_frames(settings: DemoConfig) -> None:
+    """The collected frames must be the model's: refused before any episode is collected."""
+    model, collect = settings.run.model, settings.collect
+    size = (model.img_height or model.img_width, model.img_width)
+    if size != (collect.image_size, collect.image_size):
+        raise ConfigError(f"collect renders {collect.image_size}x{collect.image_size} frames (collect.image_size) "
+                          f"but the model takes {size[0]}x{size[1]} (model.img_height x model.img_width)")
 
 
-__all__ = ["EVAL_SEED_BASE", "TINY", "DemoConfig", "DemoSettings", "demo_settings", "scaled_schedule"]
+__all__ = ["EVAL_SEED_BASE", "TINY", "DemoConfig", "demo_settings", "scaled_schedule"]

@@ -23,7 +23,7 @@ import torch
 from mbvc.errors import ConfigError, EnvError, ShapeError
 
 from .core import image_to_tensor
-from .costs import weighted_sum
+from .costs import Cost, weighted_sum
 
 log = logging.getLogger(__name__)
 
@@ -227,18 +227,17 @@ class OracleModel(PlanningModel):
 
     :meth:`bind` snapshots the controlled environment (``env.unwrapped.get_state()``); each
     candidate restores the snapshot in the copy (``set_state``), steps its actions and keeps the
-    rendered observations. The context frames are ignored. The true per-step goal distances
-    (``info["distance"]``, and ``info["pusher_distance"]`` where present) of the last rollout
-    are kept in :attr:`last_distances` / :attr:`last_pusher_distances`, so
-    :class:`OracleStateCost` can plan on the true state instead of pixels.
+    rendered observations. The context frames are ignored.
 
     Args:
         env: the environment being controlled (read with ``get_state`` only, never stepped).
         make_env: builds the simulation copy; default ``gymnasium.make(env.spec.id, **kwargs)``.
         image_size: resize rendered frames to ``(h, w)`` (``None``: the env's size).
-        render: render the candidates' frames. With ``False`` (for :class:`OracleStateCost`)
-            the copy skips rendering, which is nearly all of a MuJoCo step's time, and the
-            returned "frames" are the last context frame repeated.
+        render: render the candidates' frames. With ``False`` the copy skips rendering, which is
+            nearly all of a MuJoCo step's time, and the prediction is the true state instead of
+            pixels: per step the goal distance (``info["distance"]``) and the pusher's distance to
+            the object (``info["pusher_distance"]``, 0 where absent), as ``N x H x 2 x 1 x 1``
+            "frames" that :class:`OracleStateCost` scores.
     """
 
     def __init__(
@@ -255,9 +254,6 @@ class OracleModel(PlanningModel):
         shape = getattr(getattr(env, "action_space", None), "shape", None)
         self.action_dim = int(shape[0]) if shape and len(shape) == 1 else None
         self._sim: Any = None
-        self.last_distances: torch.Tensor | None = None  # N x H
-        self.last_pusher_distances: torch.Tensor | None = None  # N x H
-        self.last_success: torch.Tensor | None = None  # N x H (bool)
 
     def attach(self, env: Any) -> None:
         """Control another environment (of the same kind) from now on."""
@@ -296,56 +292,48 @@ class OracleModel(PlanningModel):
         state = unwrapped.get_state()
         sim = self._simulator()
 
-        last = as_context(context)[0, -1]
-
         def rollout_fn(actions: torch.Tensor) -> torch.Tensor:
             check_actions(actions)
             acts = actions.detach().cpu().numpy().astype(np.float32)
             n, h = acts.shape[:2]
-            images, dist, pusher = [], np.zeros((n, h)), np.zeros((n, h))
-            success = np.zeros((n, h), dtype=bool)
+            images, distances = [], np.zeros((n, h, 2))
             for i in range(n):
                 sim.set_state(state)
                 for t in range(h):
                     obs, _, _, _, info = sim.step(acts[i, t])
                     images.append(obs["image"])
-                    dist[i, t], success[i, t] = info.get("distance", np.nan), info.get("is_success", False)
-                    pusher[i, t] = info.get("pusher_distance", 0.0)
-            self.last_distances = torch.as_tensor(dist, dtype=torch.float32)
-            self.last_pusher_distances = torch.as_tensor(pusher, dtype=torch.float32)
-            self.last_success = torch.as_tensor(success)
-            if not self.render:
-                return last.to(actions.device).expand(n, h, *last.shape)
+                    distances[i, t] = info.get("distance", np.nan), info.get("pusher_distance", 0.0)
+            if not self.render:  # the true state: goal and pusher distances, N x H x 2 x 1 x 1
+                return torch.as_tensor(distances, dtype=torch.float32, device=actions.device)[..., None, None]
             frames = image_to_tensor(np.stack(images), self.image_size)
             return frames.reshape(n, h, *frames.shape[1:]).to(actions.device)
 
         return rollout_fn
 
 
-class OracleStateCost:
-    """True-state cost for :class:`OracleModel`: the target's distance to the goal (metres).
+class OracleStateCost(Cost):
+    """True-state cost for :class:`OracleModel` ``(render=False)``: the target's distance to the goal (metres).
 
-    Reads the distances the oracle recorded in the rollout that produced ``frames`` (the MPC
-    objective calls the model, then the cost, on the same candidates), ignoring the pixels.
+    Scores the oracle's state predictions (per step the goal distance and the pusher's distance
+    to the object, ``N x H x 2 x 1 x 1``), not pixels.
 
     Args:
-        oracle: the oracle model the agent plans with.
-        final_weight: relative weight of the final step (see :func:`agents.costs.step_weights`).
         pusher_weight: weight of the pusher's distance to the object (shaping: until the
             pusher touches the object, the object's distance alone is flat in the actions).
+        final_weight: relative weight of the final step (see :func:`agents.costs.step_weights`).
     """
 
-    def __init__(self, oracle: OracleModel, final_weight: float = 1.0, pusher_weight: float = 0.0) -> None:
-        self.oracle = oracle
-        self.final_weight = final_weight
+    def __init__(self, pusher_weight: float = 0.0, final_weight: float = 1.0) -> None:
         self.pusher_weight = pusher_weight
+        self.final_weight = final_weight
 
     def __call__(self, frames: torch.Tensor, goal: Any = None) -> torch.Tensor:
-        dist = self.oracle.last_distances
-        if dist is None or dist.shape != tuple(frames.shape[:2]):
-            raise ShapeError("OracleStateCost must follow an OracleModel rollout of the same candidates "
-                             f"(frames {tuple(frames.shape[:2])}, distances "
-                             f"{None if dist is None else tuple(dist.shape)})")
-        if self.pusher_weight and self.oracle.last_pusher_distances is not None:
-            dist = dist + self.pusher_weight * self.oracle.last_pusher_distances
-        return weighted_sum(dist.to(frames.device), None, self.final_weight)
+        if frames.dim() != 5 or tuple(frames.shape[2:]) != (2, 1, 1):
+            raise ShapeError("OracleStateCost scores the true-state predictions of OracleModel(render=False), "
+                             f"N x H x 2 x 1 x 1, got {tuple(frames.shape)}")
+        dist = frames[:, :, 0, 0, 0] + self.pusher_weight * frames[:, :, 1, 0, 0]
+        return weighted_sum(dist, None, self.final_weight)
+
+    def goal_for_env(self, env: Any, image_size: tuple[int, int]) -> Any:
+        """None: the simulator knows the goal."""
+        return None

@@ -18,7 +18,7 @@ from mbvc.data.checks import check_finite
 from mbvc.errors import ConfigError, ShapeError
 
 from .core import image_to_tensor
-from .costs import Cost
+from .costs import Cost, as_cost
 from .models import PlanningModel
 from .planners import PlannerConfig, SamplingOptimizer, TrajectoryOptimizer, build_planner
 
@@ -34,7 +34,9 @@ class MPCAgent:
 
     Args:
         model: the planning model (PredRNN, oracle, copy-last-frame...).
-        cost: ``cost(frames N x H x C x h x w, goal) -> N``.
+        cost: a :class:`~agents.costs.Cost` (or any ``cost(frames N x H x C x h x w, goal) -> N``);
+            the agent calls its hooks: :meth:`~agents.costs.Cost.start` at :meth:`reset`,
+            :meth:`~agents.costs.Cost.observe` on every observation.
         planner: an optimiser, or a :class:`PlannerConfig` / name built with the action bounds.
         horizon: planning horizon H.
         action_space: a gymnasium ``Box`` giving the bounds (needed unless ``planner`` is an
@@ -57,7 +59,7 @@ class MPCAgent:
     def __init__(
         self,
         model: PlanningModel,
-        cost: Cost,
+        cost: Cost | Any,
         planner: SamplingOptimizer | PlannerConfig | str,
         horizon: int,
         action_space: Any = None,
@@ -76,7 +78,7 @@ class MPCAgent:
             raise ConfigError(f"MPCAgent horizon must be a positive int (planned steps), got {horizon!r}")
         if not 1 <= replan_every <= horizon:
             raise ConfigError(f"need 1 <= replan_every <= horizon, got {replan_every=}, {horizon=}")
-        self.model, self.cost, self.horizon = model, cost, horizon
+        self.model, self.cost, self.horizon = model, as_cost(cost), horizon
         self.replan_every = replan_every
         self.context_length = int(context_length or model.context_length)
         if self.context_length < 1:
@@ -124,9 +126,9 @@ class MPCAgent:
         if goal is None and obs is not None:
             goal = obs.get("goal")
         self.goal = self._convert_goal(goal)
-        if obs is not None and "image" in obs and callable(getattr(self.goal, "with_observation", None)):
-            # A goal that depends on the first observation (a designated object's appearance).
-            self.goal = self.goal.with_observation(image_to_tensor(obs["image"], self.image_size, self.device))
+        if obs is not None and "image" in obs and self.goal is not None:
+            # A goal may depend on the first observation (a designated object's appearance).
+            self.goal = self.cost.start(self.goal, image_to_tensor(obs["image"], self.image_size, self.device))
         self._frames: deque[torch.Tensor] = deque(maxlen=self.context_length)
         self._actions: deque[torch.Tensor] = deque(maxlen=max(self.context_length - 1, 1))
         self._queue: deque[torch.Tensor] = deque()
@@ -144,11 +146,10 @@ class MPCAgent:
             raise ShapeError(f"MPCAgent.act needs an observation dict with an 'image', got keys {sorted(obs)}")
         frame = image_to_tensor(obs["image"], self.image_size, self.device)
         self._frames.append(frame)
-        observe = getattr(self.cost, "observe", None)
-        if callable(observe) and self.goal is not None:
-            # A cost that follows its goal through the observations (a designated object's
+        if self.goal is not None:
+            # A cost may follow its goal through the observations (a designated object's
             # position): every frame, planned or not, so that the track never skips a step.
-            self.goal = observe(self.goal, frame)
+            self.goal = self.cost.observe(self.goal, frame)
         elapsed = 0.0
         if not self._queue:
             elapsed = self._plan()

@@ -102,13 +102,14 @@ PLANNER_KEYS = ("cost", "pusher_weight", "keep_out_weight", "finger_calibration"
 
 def settings(cfg: Any) -> dict[str, Any]:
     """The task and planner settings (of :func:`agents.demo.demo_settings`) that make rows of two runs comparable."""
-    d, c, p = cfg.demo, cfg.cost, cfg.plan
-    return {"image_size": cfg.collect.image_size, "goal_distance": list(d.goal_distance),
-            "eval_episode_length": d.eval_episode_length, "seed": d.seed, "cost": c.name,
-            "pusher_weight": c.pusher_weight, "keep_out_weight": c.keep_out_weight,
-            "finger_calibration": c.finger_calibration, "planner": p.name, "population": p.population_size,
+    c, p = cfg.cost, cfg.plan
+    return {"image_size": cfg.collect.image_size, "goal_distance": list(cfg.goal_distance),
+            "eval_episode_length": cfg.eval_episode_length, "seed": cfg.seed, "cost": c.name,
+            "pusher_weight": getattr(c, "pusher_weight", None), "keep_out_weight": getattr(c, "keep_out_weight", None),
+            "finger_calibration": getattr(c, "finger_calibration", None), "planner": p.name,
+            "population": p.population_size,
             "planner_iterations": p.num_iterations, "horizon": p.horizon, "replan_every": p.replan_every,
-            "oracle_planner": d.oracle_planner, "oracle_population": d.oracle_population}
+            "oracle_planner": cfg.oracle_planner, "oracle_population": cfg.oracle_population}
 
 
 def previous_rows(path: Path, wanted: list[str], cfg: Any, timing_only: bool = False) -> dict[str, Any]:
@@ -150,7 +151,7 @@ def world_model(cfg: Any, data_root: Path, run_dir: Path, extra: list[str]) -> t
         run_cfg = load_run_config(cfg.preset, [*cfg.overrides, f"data.root={data_root.as_posix()!r}", *extra])
         train_world_model(run_cfg, run_dir)
     model = load_trained(run_dir).model
-    info: dict[str, Any] = {"run": str(run_dir), "parameters": sum(p.numel() for p in model.parameters())}
+    info: dict[str, Any] = {"run": run_dir.as_posix(), "parameters": sum(p.numel() for p in model.parameters())}
     for row in read_jsonl(run_dir / "metrics.jsonl"):
         if "time/elapsed_s" in row:
             info["iterations"], info["train_seconds"] = row["step"], row["time/elapsed_s"]
@@ -175,22 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     import envs  # env ids
 
     envs.setup_gl()  # headless GL default before mujoco
-    from agents import (
-        CopyLastFrameModel,
-        MPCAgent,
-        OracleModel,
-        OracleStateCost,
-        PredRNNModel,
-        RandomAgent,
-        SB3Agent,
-        evaluate_agent,
-        scripted_agent,
-        train_sb3,
-    )
-    from agents.cost_registry import build_cost
+    from agents import CopyLastFrameModel, PredRNNModel, RandomAgent, SB3Agent, evaluate_agent, scripted_agent, train_sb3
+    from agents.costs import build_cost
     from agents.demo import DemoRun, demo_settings
-    from agents.plan import ORACLE_PUSHER_WEIGHT, make_env
-    from agents.push import clear_goal_image
+    from agents.plan import make_env, mpc_agent, oracle_agent
     from mbvc.errors import ConfigError
 
     if args.threads:
@@ -240,11 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     timing: dict[str, Any] = {}
     planner = cfg.plan
 
-    def mpc(model: Any, cost: Any, population: int | None = None, name: str | None = None) -> Any:
-        return MPCAgent(model, cost, planner.replace(population_size=population or planner.population_size,
-                                                     name=name or planner.name),
-                        horizon=planner.horizon, action_space=env.action_space, replan_every=planner.replan_every)
-
     stem = args.output or RESULTS / f"control_{device.type}"
 
     def save() -> dict[str, Any]:
@@ -267,14 +251,14 @@ def main(argv: list[str] | None = None) -> int:
             "date": time.strftime("%Y-%m-%d %H:%M"),
             "machine": machine_info(device),
             "env": {"id": "mbvc/Push-v0", "image_size": cfg.collect.image_size,
-                    "goal_distance": list(cfg.demo.goal_distance),
-                    "episode_length": cfg.demo.eval_episode_length, "terminate_on_success": True,
+                    "goal_distance": list(cfg.goal_distance),
+                    "episode_length": cfg.eval_episode_length, "terminate_on_success": True,
                     "success_threshold_m": 0.025},
             "goals": {"episodes": episodes, "mpc_episodes": mpc_episodes, "seeds": [seeds[0], seeds[-1]]},
             "planner": {"name": planner.name, "population": planner.population_size,
                         "iterations": planner.num_iterations, "horizon": planner.horizon,
                         "replan_every": planner.replan_every, "image_cost": cfg.cost.name,
-                        "oracle_planner": cfg.demo.oracle_planner, "oracle_population": cfg.demo.oracle_population},
+                        "oracle_planner": cfg.oracle_planner, "oracle_population": cfg.oracle_population},
             "settings": settings(cfg),
             "world_models": {**kept.get("world_models", {}), **trained},
             "data_env_steps": env_steps,
@@ -296,43 +280,43 @@ def main(argv: list[str] | None = None) -> int:
                  n, 100 * res.final_distance, results[name]["seconds"])
         save()
 
-    def timed(name: str, model: Any, cost: Any, goal_fn: Any, planner_name: str | None = None) -> None:
-        agent = MPCAgent(model, cost, planner.replace(population_size=timing_pop, num_iterations=timing_iters,
-                                                      name=planner_name or planner.name),
-                         horizon=timing_h, action_space=env.action_space, replan_every=1)
+    timing_planner = planner.replace(population_size=timing_pop, num_iterations=timing_iters, horizon=timing_h,
+                                     replan_every=1)
+
+    def timed(name: str, agent: Any) -> None:
+        goal_fn = lambda e: agent.cost.goal_for_env(e, agent.image_size)  # noqa: E731
         ms = planning_ms(agent, env, seeds, 1 if args.quick else args.timing_plans, goal_fn)
         timing[name] = {"plan_ms": round(ms, 1), "population": timing_pop, "iterations": timing_iters,
-                        "horizon": timing_h, "device": str(model.device)}
+                        "horizon": timing_h, "device": str(agent.model.device)}
         log.info("%s: %.0f ms per plan (%d x %d, horizon %d)", name, ms, timing_pop, timing_iters, timing_h)
         save()
 
     try:
         if "random" in wanted:
-            run_agent("random", RandomAgent(env.action_space, seed=cfg.demo.seed), episodes)
+            run_agent("random", RandomAgent(env.action_space, seed=cfg.seed), episodes)
         if "scripted" in wanted:
             run_agent("scripted", scripted_agent(env), episodes)
         image_cost = build_cost(cfg.cost, args.demo_dir / "data" / "train")
-        for name, key in (("predrnn_v2_mpc", "predrnn_v2"), ("predrnn_mpc", "predrnn")):
-            if name in wanted:
-                model = PredRNNModel(models[key])
-                timed(name, model, image_cost, clear_goal_image)
-                if not args.timing_only:
-                    run_agent(name, mpc(model, image_cost), mpc_episodes, clear_goal_image)
-        if "copy_last_mpc" in wanted:
-            model = CopyLastFrameModel()
-            timed("copy_last_mpc", model, image_cost, clear_goal_image)
+        goal_fn = lambda e: image_cost.goal_for_env(e, (cfg.collect.image_size,) * 2)  # noqa: E731
+        for name, model in [(f"{key}_mpc", PredRNNModel(models[key])) for key in ("predrnn_v2", "predrnn")
+                            if f"{key}_mpc" in wanted] + [("copy_last_mpc", CopyLastFrameModel())] * (
+                                "copy_last_mpc" in wanted):
+            timed(name, mpc_agent(model, image_cost, timing_planner, env))
             if not args.timing_only:
-                run_agent("copy_last_mpc", mpc(model, image_cost), episodes, clear_goal_image)
+                run_agent(name, mpc_agent(model, image_cost, planner, env),
+                          episodes if name == "copy_last_mpc" else mpc_episodes, goal_fn)
         if "oracle_mpc" in wanted:
-            oracle = OracleModel(env, render=False)
+            oracle = oracle_agent(env, timing_planner, cfg.oracle_planner, timing_pop)
             try:
-                cost = OracleStateCost(oracle, pusher_weight=ORACLE_PUSHER_WEIGHT)
-                timed("oracle_mpc", oracle, cost, no_goal, cfg.demo.oracle_planner)
-                if not args.timing_only:
-                    run_agent("oracle_mpc", mpc(oracle, cost, cfg.demo.oracle_population, cfg.demo.oracle_planner),
-                              mpc_episodes)
+                timed("oracle_mpc", oracle)
             finally:
-                oracle.close()
+                oracle.model.close()
+            if not args.timing_only:
+                oracle = oracle_agent(env, planner, cfg.oracle_planner, cfg.oracle_population)
+                try:
+                    run_agent("oracle_mpc", oracle, mpc_episodes)
+                finally:
+                    oracle.model.close()
         for obs in ("pixels", "state"):
             name = f"sb3_{obs}"
             if name not in wanted:
@@ -346,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 start = time.perf_counter()
                 agent = train_sb3(make_sb3_env, out_dir, algo=args.sb3_algo, observation=obs, total_steps=steps,
-                                  seed=cfg.demo.seed, device="cpu")
+                                  seed=cfg.seed, device="cpu")
                 log.info("%s trained for %d steps in %.0f s", name, steps, time.perf_counter() - start)
             sb3_env = make_sb3_env()
             try:

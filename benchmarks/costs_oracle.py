@@ -15,6 +15,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -58,14 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     start_control_process(args.threads)
     from agents import MPCAgent, OracleModel, evaluate_agent
-    from agents.cost_registry import CostConfig, build_cost
-    from agents.plan import clear_goal, make_env
+    from agents.costs import COSTS, build_cost
+    from agents.costs.push import BLOCK_COLOUR
+    from agents.plan import make_env
+    from agents.plan_records import parse_seeds
     from agents.planners import PlannerConfig
 
     env = make_env(args.env, args.image_size, json.loads(args.env_kwargs))
     size = (args.image_size, args.image_size)
-    from mbvc.commands.plan import parse_seeds
-
     seeds = [1_000_000 + i for i in range(args.episodes)] if args.seeds is None else parse_seeds(args.seeds)
     planner = PlannerConfig(name=args.planner, population_size=args.population, num_iterations=args.iterations,
                             horizon=args.horizon, replan_every=args.replan_every, seed=0)
@@ -74,14 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     fields = {k: yaml.safe_load(v) for k, _, v in (item.partition("=") for item in args.cost_set)}
     rows = []
     for name in [c.strip() for c in args.costs.split(",") if c.strip()]:
-        cost = build_cost(CostConfig(name=name, **fields), args.data)
+        own = {f.name for f in dataclasses.fields(COSTS[name])} if name in COSTS else {"kwargs"}
+        section = {"name": name, **{k: v for k, v in fields.items() if k in own}}  # --set fields of this cost
+        if name == "designated_pixel":
+            section.setdefault("colour", list(BLOCK_COLOUR))  # the push block's rendered colour
+        cost = build_cost(section, args.data)
         oracle = OracleModel(env, image_size=size, render=True)
-        designate = getattr(cost, "goal_for_env", None)
         try:
             agent = MPCAgent(oracle, cost, planner, horizon=planner.horizon, action_space=env.action_space,
                              replan_every=planner.replan_every, image_size=size)
             start = time.perf_counter()
-            result = evaluate_agent(agent, env, seeds, goal_fn=lambda e: designate(e, size) if designate else clear_goal(e))
+            result = evaluate_agent(agent, env, seeds, goal_fn=lambda e: cost.goal_for_env(e, size))
             wall = time.perf_counter() - start
         finally:
             oracle.close()

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     oracle = OracleModel(env, render=False)
     rows = []
     try:
-        cost = OracleStateCost(oracle, pusher_weight=ORACLE_PUSHER_WEIGHT)
+        cost = OracleStateCost(pusher_weight=ORACLE_PUSHER_WEIGHT)
         for budget in budgets:
             population = budget // args.iterations
             if population < 2:
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env.close()
     report = {"benchmark": "planners", "env": "mbvc/Push-v0", "model": "oracle simulator, true-state cost",
               "seeds": seeds, "horizon": cfg.plan.horizon, "replan_every": cfg.plan.replan_every,
-              "episode_length": cfg.demo.eval_episode_length, "threads": args.threads, "rows": rows,
+              "episode_length": cfg.eval_episode_length, "threads": args.threads, "rows": rows,
               "command": "python benchmarks/planners.py " + " ".join(sys.argv[1:]), "machine": machine_info()}
     save_results(args.out, report, markdown(report))
     return report

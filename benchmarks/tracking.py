@@ -38,7 +38,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 @dataclass(frozen=True)
 class Tracker:
-    """One tracker setting: what it follows and how (see :class:`agents.generic_costs.DesignatedObjectCost`)."""
+    """One tracker setting: what it follows and how (see :class:`agents.costs.designated.DesignatedObjectCost`)."""
 
     role: str  # "object" or "agent"
     patch_size: int
@@ -74,7 +74,7 @@ def track_error(frames: torch.Tensor, first: torch.Tensor, designated: np.ndarra
     The patch is cut from ``first`` around ``designated``; the track starts at ``start``; the
     positions are those of the designated pixel (the cost's own sub-pixel tracking).
     """
-    from agents.generic_costs import DesignatedGoal, DesignatedObjectCost, DesignatedPushCost
+    from agents.costs.designated import DesignatedGoal, DesignatedObjectCost, DesignatedPushCost
 
     kwargs = {"temperature": tracker.temperature} if tracker.temperature is not None else {}
     if tracker.role == "object":
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from agents.models import PredRNNModel
     from envs.scene import FINGER_HEIGHT
-    from mbvc.commands.plan import data_env_kwargs
+    from agents.plan_records import data_env_kwargs
     from mbvc.data.rollouts import RolloutDataset
     from mbvc.training.artifacts import load_trained
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.data}: episodes of {length} frames hold no window of {k + h}")
     detector = None
     if args.train_data is not None:
-        from agents.push import PushCost, background_image
+        from agents.costs.push import PushCost, background_image
         detector = PushCost(background_image(args.train_data))
     errors: dict[str, dict[str, list[float]]] = {}
     still: dict[str, list[float]] = {role: [] for role in ("object", "agent") if any(t.role == role for t in trackers)}

@@ -103,8 +103,6 @@ class SamplingOptimizer(abc.ABC):
         self.seed = seed
         self._generators: dict[torch.device, torch.Generator] = {}
         self.info = OptimizerInfo()
-        self.shift_elites = False  # set by a method that re-uses the last plan's elites (iCEM)
-        self.last_elites: torch.Tensor | None = None  # the carried elites of the last fit (K x H x A)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -114,14 +112,12 @@ class SamplingOptimizer(abc.ABC):
         self._generators.clear()
 
     @torch.no_grad()
-    def optimize(self, objective: Objective, x0: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
+    def optimize(self, objective: Objective, x0: torch.Tensor) -> torch.Tensor:
         """Minimise ``objective`` starting from the mean sequence ``x0``.
 
         Args:
             objective: maps candidates ``N x H x A`` to costs ``N``; called once per iteration.
             x0: initial mean ``H x A``; its device and dtype are those of the search.
-            candidates: ``K x H x A`` sequences evaluated in the first iteration in place of K
-                sampled ones (iCEM's shifted elites of the previous plan); ``None``: none.
 
         Returns:
             The solution ``H x A`` (within bounds) on ``x0``'s device.
@@ -133,11 +129,6 @@ class SamplingOptimizer(abc.ABC):
         std = self._initial_std(lo, hi).expand_as(mean).clone()
         self.info = OptimizerInfo()
         best_seq, carry = mean.clone(), None
-        if candidates is not None:
-            if candidates.dim() != 3 or candidates.shape[1:] != x0.shape:
-                raise ShapeError(f"{type(self).__name__}.optimize requires candidates of shape (K, {x0.shape[0]}, "
-                                 f"{x0.shape[1]}), got {tuple(candidates.shape)}")
-            carry = candidates.to(device=x0.device, dtype=x0.dtype)
         for it in range(self.num_iterations):
             samples = self._sample(mean, std, carry, last=it == self.num_iterations - 1)
             samples = torch.minimum(torch.maximum(samples, lo), hi)  # bounds by clipping
@@ -148,7 +139,6 @@ class SamplingOptimizer(abc.ABC):
             if c_best < self.info.best_cost or it == 0:
                 self.info.best_cost, best_seq = c_best, samples[i_best].clone()
             fit_mean, fit_std, carry = self._fit(samples, costs)
-            self.last_elites = carry
             mean = self.alpha * mean + (1.0 - self.alpha) * fit_mean
             if fit_std is not None:  # None: the method keeps its sampling std fixed
                 std = (self.alpha * std + (1.0 - self.alpha) * fit_std).clamp_min(self.min_std)

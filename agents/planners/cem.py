@@ -32,9 +32,6 @@ class CEMOptimizer(SamplingOptimizer):
         noise_beta: coloured noise exponent (0 = white; iCEM uses 2 to 2.5).
         keep_elites: fraction of the elites re-inserted into the next iteration's population.
         include_mean: in the last iteration, evaluate the current mean as one candidate.
-        shift_elites: under a :class:`TrajectoryOptimizer`, evaluate the previous plan and its
-            carried elites, shifted in time, in the first iteration of the next plan (iCEM's
-            "shift elites"; off by default: the recorded Push results were made without it).
         return_mean: return the final mean instead of the best sequence seen.
         seed: seed of the optimiser's generator.
 
@@ -60,7 +57,6 @@ class CEMOptimizer(SamplingOptimizer):
         noise_beta: float = 0.0,
         keep_elites: float = 0.0,
         include_mean: bool = False,
-        shift_elites: bool = False,
         return_mean: bool = False,
         seed: int | None = None,
     ) -> None:
@@ -84,7 +80,6 @@ class CEMOptimizer(SamplingOptimizer):
         self.elite_ratio = elite_ratio
         self.keep_elites = keep_elites
         self.include_mean = include_mean
-        self.shift_elites = bool(shift_elites)
         self.return_mean = return_mean
 
     def _sample(

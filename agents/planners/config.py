@@ -27,8 +27,6 @@ class PlannerConfig:
         min_std: std floor.
         noise_beta: coloured noise exponent; ``None`` = the method's default (iCEM 2, else 0).
         keep_elites: fraction of elites carried over (``None`` = iCEM 0.3, CEM 0).
-        shift_elites: the previous plan and its carried elites (MPPI: the plan alone), shifted
-            in time, compete in the next plan's first iteration (iCEM's "shift elites"); off by default.
         temperature: MPPI temperature relative to the cost range.
         seed: planner seed (``None``: torch's global RNG).
         horizon: planning horizon H of an MPC agent (actions per plan).
@@ -44,7 +42,6 @@ class PlannerConfig:
     min_std: float = 1e-3
     noise_beta: float | None = None
     keep_elites: float | None = None
-    shift_elites: bool = False
     temperature: float = 0.1
     seed: int | None = None
     horizon: int = 10
@@ -60,8 +57,6 @@ class PlannerConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"plan.{key} must be a positive integer, got {value!r}")
-        if not isinstance(self.shift_elites, bool):
-            raise ConfigError(f"plan.shift_elites must be true or false, got {self.shift_elites!r}")
         if not 1 <= self.replan_every <= self.horizon:
             raise ConfigError(f"plan.replan_every must be between 1 and plan.horizon ({self.horizon}), "
                               f"got {self.replan_every!r}")
@@ -84,13 +79,12 @@ def _cem(cfg: PlannerConfig, lo: BoundLike, hi: BoundLike, icem: bool) -> CEMOpt
         noise_beta=(2.0 if icem else 0.0) if cfg.noise_beta is None else cfg.noise_beta,
         keep_elites=(0.3 if icem else 0.0) if cfg.keep_elites is None else cfg.keep_elites,
         include_mean=icem,
-        shift_elites=cfg.shift_elites,
         seed=cfg.seed,
     )
 
 
 def _mppi(cfg: PlannerConfig, lo: BoundLike, hi: BoundLike) -> MPPIOptimizer:
-    opt = MPPIOptimizer(
+    return MPPIOptimizer(
         lo,
         hi,
         num_iterations=cfg.num_iterations,
@@ -102,8 +96,6 @@ def _mppi(cfg: PlannerConfig, lo: BoundLike, hi: BoundLike) -> MPPIOptimizer:
         noise_beta=0.0 if cfg.noise_beta is None else cfg.noise_beta,
         seed=cfg.seed,
     )
-    opt.shift_elites = cfg.shift_elites  # MPPI keeps no elites: only the shifted previous plan competes
-    return opt
 
 
 PLANNERS: dict[str, Callable[[PlannerConfig, BoundLike, BoundLike], SamplingOptimizer]] = {

@@ -84,7 +84,6 @@ class TrajectoryOptimizer:
     def reset(self) -> None:
         """Forget the previous plan (start of an episode)."""
         self.previous_solution = self._initial_plan()
-        self.previous_elites: torch.Tensor | None = None  # the last plan and its elites, K x H x A
 
     def optimize(self, objective: Objective, executed: int = 0) -> torch.Tensor:
         """Plan, starting from the previous plan shifted by the ``executed`` steps.
@@ -99,28 +98,15 @@ class TrajectoryOptimizer:
         if executed < 0:
             raise ConfigError(f"executed must be >= 0, got {executed=}")
         x0 = self.shifted(executed) if self.keep_last_solution else self._initial_plan()
-        shift = self.keep_last_solution and self.optimizer.shift_elites
-        candidates = None
-        if shift and self.previous_elites is not None:
-            # iCEM's shifted elites: the last plan's best sequences, advanced like x0, compete in
-            # the first iteration, so a plan is only abandoned for one that scores better now.
-            candidates = self._shift(self.previous_elites, executed)
-        plan = self.optimizer.optimize(objective, x0, candidates)
+        plan = self.optimizer.optimize(objective, x0)
         self.previous_solution = plan.detach().clone()
-        if shift:
-            elites = self.optimizer.last_elites
-            self.previous_elites = plan.detach()[None] if elites is None else torch.cat([plan.detach()[None], elites])
         return plan
 
     def shifted(self, steps: int) -> torch.Tensor:
         """The previous plan advanced ``steps`` in time, padded with the initial value (``H x A``)."""
-        return self._shift(self.previous_solution, steps)
-
-    def _shift(self, plans: torch.Tensor, steps: int) -> torch.Tensor:
-        """``plans`` (``... x H x A``) advanced ``steps`` in time, padded with the initial value."""
         steps = min(steps, self.horizon)
-        pad = self.initial_value.expand(*plans.shape[:-2], steps, self.action_dim)
-        return torch.cat([plans[..., steps:, :], pad], dim=-2)
+        pad = self.initial_value.expand(steps, self.action_dim)
+        return torch.cat([self.previous_solution[steps:], pad], dim=0)
 
     def _initial_plan(self) -> torch.Tensor:
         return self.initial_value.expand(self.horizon, self.action_dim).clone()

@@ -16,9 +16,9 @@ HELP = ("the end-to-end demo: collect pushing rollouts, train an action-conditio
 
 #: Command-line shortcuts for preset fields (``--set section.key=value`` reaches every field).
 SHORTCUTS = {"episodes": "collect.num_episodes", "episode_length": "collect.episode_length",
-             "num_envs": "collect.num_envs", "train_minutes": "demo.train_minutes",
+             "num_envs": "collect.num_envs",
              "eval_episodes": "demo.eval_episodes", "population": "plan.population_size", "horizon": "plan.horizon",
-             "replan_every": "plan.replan_every", "cost": "cost.name", "device": "demo.device", "seed": "demo.seed",
+             "replan_every": "plan.replan_every", "device": "demo.device", "seed": "demo.seed",
              "threads": "demo.threads"}
 
 
@@ -29,16 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, help="training episodes to collect (collect.num_episodes)")
     parser.add_argument("--episode-length", type=int, help="steps per collected episode (collect.episode_length)")
     parser.add_argument("--num-envs", type=int, help="collection worker processes (collect.num_envs)")
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--iterations", type=int,
+    parser.add_argument("--iterations", type=int,
                         help="training iterations, the curriculum scaled to them (default: the preset's train.iterations)")
-    budget.add_argument("--train-minutes", type=float,
-                        help="opt-in time budget: fit the iterations to it on this machine (not reproducible)")
     parser.add_argument("--eval-episodes", type=int, help="evaluation episodes per agent (demo.eval_episodes)")
     parser.add_argument("--population", type=int, help="planner candidates per iteration (plan.population_size)")
     parser.add_argument("--horizon", type=int, help="planning horizon (plan.horizon)")
     parser.add_argument("--replan-every", type=int, help="actions executed per plan (plan.replan_every)")
-    parser.add_argument("--cost", help="image cost: push, designated_pixel, goal_image, lpips or module:name (cost.name)")
+    parser.add_argument("--cost", help="image cost: push, designated_push, goal_image, lpips, designated_pixel "
+                        "(with --set cost.colour=[r,g,b]) or module:name (cost.name; the preset's other cost fields "
+                        "are dropped)")
     parser.add_argument("--no-finger-calibration", action="store_true",
                         help="push cost: locate the finger with the rod-as-a-bar heuristic instead of a detector "
                              "calibrated on the collected rollouts")
@@ -65,16 +64,21 @@ def run(args: argparse.Namespace) -> int:
     from agents.plan import results_table
 
     logging.getLogger("OpenGL").setLevel(logging.WARNING)
+    from mbvc.errors import ConfigError
+
+    for name in ("episodes", "episode_length", "num_envs", "eval_episodes", "population", "horizon", "replan_every",
+                 "threads", "iterations"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     overrides = [f"{key}={getattr(args, name)}" for name, key in SHORTCUTS.items() if getattr(args, name) is not None]
     overrides += ["cost.finger_calibration=false"] * args.no_finger_calibration
     overrides += ["demo.progress=false"] * args.no_progress
-    settings = demo_settings(args.preset, [*overrides, *args.overrides], tiny=args.tiny, iterations=args.iterations)
+    settings = demo_settings(args.preset, [*overrides, *args.overrides], tiny=args.tiny, iterations=args.iterations,
+                             cost=args.cost)
     train = settings.run.train
-    budget = (f"{train.iterations} iterations" if settings.demo.train_minutes is None
-              else f"a {settings.demo.train_minutes:g}-minute budget")
     say(f"mbvc demo -> {args.out}: {settings.collect.num_episodes} episodes of {settings.collect.image_size}x"
-        f"{settings.collect.image_size} push frames, {settings.run.model.name} trained for {budget}, "
-        f"{settings.demo.eval_episodes} evaluation goals" + (" (tiny)" if args.tiny else ""))
+        f"{settings.collect.image_size} push frames, {settings.run.model.name} trained for {train.iterations} iterations, "
+        f"{settings.eval_episodes} evaluation goals" + (" (tiny)" if args.tiny else ""))
     report = run_demo(settings, args.out, force=args.force)
     say()
     say(results_table(report["results"]))

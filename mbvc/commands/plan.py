@@ -48,8 +48,10 @@ def run(args: argparse.Namespace) -> int:
     import envs
 
     envs.setup_gl()  # a process-wide setting, before mujoco loads
-    from agents.cost_registry import CostConfig
+    from agents.costs import cost_config
+    from agents.costs.registry import with_cost_name
     from agents.plan import results_table, run_plan
+    from agents.plan_records import data_env_kwargs, parse_env_kwargs, parse_seeds
     from agents.planners import PlannerConfig
     from mbvc.config import apply_overrides, load_preset, section_config
     from mbvc.errors import ConfigError
@@ -57,23 +59,30 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be a positive integer, got {args.workers}")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be a positive integer, got {args.threads}")
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be a positive integer, got {args.episodes}")
+    seeds = list(range(args.episodes)) if args.seeds is None else parse_seeds(args.seeds)
+    env_kwargs = parse_env_kwargs(args.env_kwargs)
     if args.threads:
         torch.set_num_threads(args.threads)
     trained = load_trained(args.model)
     base = load_preset(args.preset) if args.preset else dict(trained.run_config or {})
     source = base.pop("_source", str(args.model))
-    shortcuts = {"cost.name": args.cost, "plan.name": args.planner, "plan.population_size": args.population,
+    sections = {k: base[k] for k in ("plan", "cost") if k in base}
+    if args.cost is not None:  # another cost: the section's fields of the former one do not apply
+        sections["cost"] = with_cost_name(sections.get("cost"), args.cost)
+    shortcuts = {"plan.name": args.planner, "plan.population_size": args.population,
                  "plan.num_iterations": args.iterations, "plan.horizon": args.horizon,
                  "plan.replan_every": args.replan_every, "plan.seed": args.seed}
     overrides = [f"{k}={v}" for k, v in shortcuts.items() if v is not None] + list(args.overrides)
     for item in overrides:
         if item.split(".", 1)[0] not in ("plan", "cost"):
             raise ConfigError(f"--set {item!r}: mbvc plan takes plan.* and cost.* fields only")
-    sections = apply_overrides({k: base[k] for k in ("plan", "cost") if k in base}, overrides, source)
+    sections = apply_overrides(sections, overrides, source)
     planner = section_config(PlannerConfig, sections, "plan", source)
-    cost = section_config(CostConfig, sections, "cost", source)
-    env_kwargs = _key_values(args.env_kwargs)
-    seeds = list(range(args.episodes)) if args.seeds is None else parse_seeds(args.seeds)
+    cost = cost_config(sections.get("cost"), source)
     data = args.data
     if data is None and (trained.run_config or {}).get("data", {}).get("root"):
         data = Path(trained.run_config["data"]["root"]) / "train"
@@ -87,59 +96,5 @@ def run(args: argparse.Namespace) -> int:
                       planner=planner, agents=agents, data_root=data, device=args.device,
                       progress=not args.no_progress, force=args.force, workers=args.workers)
     say(results_table(report["results"]))
-    say(f"results: {args.out / 'results.json'}" + (f"\nepisode GIF: {report['gif']}" if report["gif"] else ""))
+    say(f"results: {args.out / 'results.json'}" + (f"\nepisode GIF: {args.out / report['gif']}" if report["gif"] else ""))
     return 0
-
-
-def data_env_kwargs(data: Path | None, env_id: str) -> dict:
-    """The ``gymnasium.make`` keyword arguments the rollouts in ``data`` were collected with.
-
-    The world model learnt the dynamics of that env (a control mode, a frame skip), so planning
-    starts from them; empty when ``data`` has no manifest or comes from another env.
-    """
-    import json
-
-    manifest = None if data is None else Path(data) / "manifest.json"
-    if manifest is None or not manifest.is_file():
-        return {}
-    try:
-        spec = json.loads(manifest.read_text()).get("spec", {})
-    except (OSError, ValueError):
-        return {}  # the rollout reader reports a broken manifest with its own message
-    if not isinstance(spec, dict) or spec.get("env_id") != env_id or not isinstance(spec.get("env_kwargs"), dict):
-        return {}
-    return dict(spec["env_kwargs"])
-
-
-def _key_values(items: list[str]) -> dict:
-    """``["k=v", ...]`` with YAML values (``goal_distance=[0.05,0.1]``, ``terminate_on_success=true``)."""
-    import yaml
-
-    from mbvc.errors import ConfigError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--env-kwargs {item!r} must look like key=value")
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ConfigError(f"--env-kwargs {item!r}: the value is not valid YAML") from None
-    return out
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``"3,5,7"`` or ranges ``"1000000-1000009"`` (inclusive) into seeds."""
-    from mbvc.errors import ConfigError
-
-    seeds: list[int] = []
-    try:
-        for part in (p.strip() for p in text.split(",") if p.strip()):
-            lo, sep, hi = part.partition("-")
-            seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(part)]
-    except ValueError:
-        raise ConfigError(f"--seeds must be comma-separated integers or ranges a-b, got {text!r}") from None
-    if not seeds:
-        raise ConfigError(f"--seeds gives no seeds: {text!r}")
-    return seeds

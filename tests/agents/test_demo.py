@@ -29,7 +29,7 @@ def test_tiny_demo_writes_report_gif_and_results(tiny_run):
     out, settings, report, _ = tiny_run
     assert set(report["results"]) == {"mpc", "random", "oracle"}
     for name, res in report["results"].items():
-        assert res["episodes"] == settings.demo.eval_episodes, name
+        assert res["episodes"] == settings.eval_episodes, name
         assert 0.0 <= res["success_rate"] <= 1.0
         assert np.isfinite(res["final_distance"]) and res["final_distance"] >= 0
         assert [e["seed"] for e in res["per_episode"]] == report["eval_seeds"]  # the same goals for all
@@ -48,7 +48,7 @@ def test_tiny_demo_writes_report_gif_and_results(tiny_run):
     gif = Image.open(out / "plan" / "episode.gif")
     assert gif.n_frames >= 2  # one frame per step of the recorded episode
     # observation + goal + imagined frames side by side, upscaled
-    assert gif.size[0] >= 3 * settings.collect.image_size * settings.demo.gif_scale
+    assert gif.size[0] >= 3 * settings.collect.image_size * settings.gif_scale
 
 
 def test_second_run_skips_finished_stages(tiny_run):
@@ -119,13 +119,12 @@ def test_a_record_from_an_older_mbvc_resumes_when_new_settings_are_at_their_defa
 def test_two_seeded_trainings_give_identical_weights(tiny_run, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import agents.budget
+    import mbvc.training.trainer
 
     def clock(*args, **kwargs):
         raise AssertionError("the default training must not time itself")
 
-    monkeypatch.setattr(agents.budget, "fit_iterations", clock)
-    monkeypatch.setattr(agents.budget, "seconds_per_iteration", clock)
+    monkeypatch.setattr(mbvc.training.trainer, "seconds_per_iteration", clock)
     out, settings, _, _ = tiny_run
     again = DemoRun(settings, tmp_path / "again")
     assert again.train()["iterations"] == 4
@@ -134,24 +133,15 @@ def test_two_seeded_trainings_give_identical_weights(tiny_run, tmp_path, monkeyp
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-def test_default_training_is_a_fixed_number_of_iterations(monkeypatch):
+def test_default_training_is_a_fixed_number_of_iterations():
     """No default path times anything to decide how much to train: the preset fixes the iterations."""
-    import agents.budget
-
     settings = demo_settings()
-    assert settings.demo.train_minutes is None and settings.run.train.time_limit_min is None
+    assert settings.run.train.time_budget_min is None
     assert settings.run.train.iterations >= 1000  # the demo's number lives in the preset
     # a fixed thread count, not one per core: CPU sums (and so the weights) depend on it
-    assert settings.demo.threads == 2
-    calls = []
-    monkeypatch.setattr(agents.budget, "seconds_per_iteration", lambda *a, **k: calls.append(1) or 0.01)
-    budgeted = demo_settings(tiny=True, overrides=[*QUIET, "demo.train_minutes=0.5"])
-    assert budgeted.demo.train_minutes == 0.5  # the time budget is an explicit option
-    from agents.budget import fit_iterations
-    from agents.demo import scaled_schedule
-
-    fitted = fit_iterations(budgeted.run, [None], 0.5, scaled_schedule)
-    assert calls and fitted.train.iterations == int(0.9 * 30 / 0.01) and fitted.train.time_limit_min == 0.75
+    assert settings.threads == 2
+    with pytest.raises(ConfigError, match="demo.train_minutes"):  # retired: train.time_budget_min is the one budget
+        demo_settings(overrides=["demo.train_minutes=0.5"])
 
 
 def test_bad_output_folders_are_clear_errors(tmp_path):
@@ -199,15 +189,19 @@ def test_sections_are_validated_by_their_dataclasses():
     assert tiny.collect.image_size == tiny.run.model.img_width == 16
 
 
-def test_two_camera_views_must_agree_across_collection_model_and_cost():
-    two = ["model.img_width=64", "model.img_height=32", "model.views=2", "collect.image_size=32",
-           "collect.env_kwargs={camera: bair+side}", "cost.views=2"]
-    settings = demo_settings(overrides=two)
-    assert settings.eval_env_kwargs()["camera"] == "bair+side"  # the plan stage sees what the model learnt
-    with pytest.raises(ConfigError, match="1 view.*model.views=2"):
-        demo_settings(overrides=["model.views=2"])
-    with pytest.raises(ConfigError, match="set cost.views=2"):
-        demo_settings(overrides=two[:-1])
+def test_collected_frames_must_be_the_models():
+    with pytest.raises(ConfigError, match="collect renders 32x32.*takes 32x64"):
+        demo_settings(overrides=["model.img_width=64", "model.img_height=32", "collect.image_size=32"])
+    with pytest.raises(ConfigError, match="demo.cost"):
+        demo_settings(overrides=["demo.cost={name: push}"])  # a section of its own, not a demo field
+
+
+def test_another_cost_drops_the_presets_cost_fields():
+    settings = demo_settings(cost="designated_push", overrides=["cost.patch_size=5"])
+    assert settings.cost.name == "designated_push" and settings.cost.patch_size == 5
+    assert settings.run.app["cost"] == {"name": "designated_push", "patch_size": 5}  # what the run folder records
+    with pytest.raises(ConfigError, match="cost.colour"):
+        demo_settings(cost="designated_pixel")
 
 
 def test_mbvc_plan_on_the_demos_model_reproduces_its_table(tiny_run, tmp_path):
@@ -217,7 +211,7 @@ def test_mbvc_plan_on_the_demos_model_reproduces_its_table(tiny_run, tmp_path):
     out, settings, report, _ = tiny_run
     seeds = report["eval_seeds"]
     assert main(["plan", str(out / "model"), "--env", "mbvc/Push-v0", "--env-kwargs", "goal_distance=[0.05,0.1]",
-                 f"episode_length={settings.demo.eval_episode_length}", "terminate_on_success=true",
+                 f"episode_length={settings.eval_episode_length}", "terminate_on_success=true",
                  "--seeds", f"{seeds[0]}-{seeds[-1]}", "--data", str(out / "data" / "train"),
                  "--out", str(tmp_path / "plan"), "--threads", "1", "--no-progress"]) == 0
     planned = json.loads((tmp_path / "plan" / "results.json").read_text())["results"]

@@ -5,17 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from agents.cost_registry import CostConfig, build_cost
-from agents.generic_costs import (
+from agents.costs import build_cost, cost_config
+from agents.costs.designated import (
     DesignatedGoal,
     DesignatedObjectCost,
     DesignatedPushCost,
-    MaskedGoalImageCost,
     extract_patch,
-    load_mask,
     match_template,
     track_template,
 )
+from agents.costs.image import MaskedGoalImageCost, load_mask
 from mbvc.errors import ConfigError
 
 SIZE = 24
@@ -134,13 +133,13 @@ def test_designated_cost_errors_name_what_is_missing():
 
 def test_registry_builds_the_generic_costs(tmp_path):
     np.save(tmp_path / "mask.npy", np.ones((4, 4), dtype=np.float32))
-    masked = build_cost(CostConfig(name="goal_image", mask=str(tmp_path / "mask.npy")))
+    masked = build_cost({"name": "goal_image", "mask": str(tmp_path / "mask.npy")})
     assert isinstance(masked, MaskedGoalImageCost)
-    cost = build_cost(CostConfig(name="designated_object", source=[3, 4], target=[10, 12], patch_size=7))
+    cost = build_cost({"name": "designated_object", "source": [3, 4], "target": [10, 12], "patch_size": 7})
     assert isinstance(cost, DesignatedObjectCost) and cost.patch_size == 7
     assert cost.goal_for_env(object(), (SIZE, SIZE)) == DesignatedGoal((3, 4), (10, 12))
     with pytest.raises(ConfigError, match="go together"):
-        CostConfig(name="designated_object", source=[1, 2])
+        cost_config({"name": "designated_object", "source": [1, 2]})
 
 
 def test_mpc_agent_binds_a_designation_to_the_first_observation():
@@ -219,12 +218,12 @@ def test_mpc_agent_updates_a_tracked_goal_with_every_observation():
 
 
 def test_designated_push_cost_config_names_what_is_missing():
-    cost = build_cost(CostConfig(name="designated_push", source=[3, 4], target=[10, 12], agent=[3, 1]))
+    cost = build_cost({"name": "designated_push", "source": [3, 4], "target": [10, 12], "agent": [3, 1]})
     assert isinstance(cost, DesignatedPushCost) and cost.goal_for_env(object(), (SIZE, SIZE)).agent == (3.0, 1.0)
     with pytest.raises(ConfigError, match="cost.agent"):
-        build_cost(CostConfig(name="designated_push", source=[3, 4], target=[10, 12]))
-    with pytest.raises(ConfigError, match="alone"):
-        CostConfig(name="designated_push", agent=[3, 1])
+        build_cost({"name": "designated_push", "source": [3, 4], "target": [10, 12]})
+    with pytest.raises(ConfigError, match="cost.agent goes with"):
+        cost_config({"name": "designated_push", "agent": [3, 1]})
     with pytest.raises(ConfigError, match="designates none"):
         build_cost("designated_push").goal_for_env(type("Env", (), {"designate": lambda self, s: ((1, 1), (2, 2))})(),
                                                    (SIZE, SIZE))

@@ -204,10 +204,13 @@ def test_oracle_replays_candidates_from_the_current_state():
             assert torch.allclose(frames[i, t], torch.as_tensor(obs["image"]).permute(2, 0, 1).float() / 255)
     x, goal = before[0], before[1]
     expected = torch.tensor([[abs(x + 0.25 - goal), abs(x + 0.5 - goal)], [abs(x - 0.25 - goal)] * 2])
-    assert torch.allclose(oracle.last_distances, expected, atol=1e-6)
-    assert torch.allclose(OracleStateCost(oracle)(frames), expected.mean(1), atol=1e-6)
+    blind = OracleModel(env, make_env=LineEnv, render=False)
+    states = blind.rollout(torch.zeros(1, 3, 8, 32), actions)  # the true state instead of pixels
+    assert states.shape == (2, 2, 2, 1, 1)
+    assert torch.allclose(states[:, :, 0, 0, 0], expected, atol=1e-6)
+    assert torch.allclose(OracleStateCost()(states), expected.mean(1), atol=1e-6)
     with pytest.raises(ShapeError, match="OracleStateCost"):
-        OracleStateCost(oracle)(frames[:1])
+        OracleStateCost()(frames)  # rendered frames are not the true state
 
 
 def test_oracle_needs_a_way_to_copy_the_env():

@@ -43,9 +43,9 @@ def test_mpc_solves_point_mass_with_designated_pixel_cost():
 
 def test_mpc_with_oracle_and_true_state_cost():
     env = LineEnv()
-    oracle = OracleModel(env, make_env=LineEnv)
+    oracle = OracleModel(env, make_env=LineEnv, render=False)
     cfg = PlannerConfig(num_iterations=2, population_size=16, seed=0)
-    agent = MPCAgent(oracle, OracleStateCost(oracle), cfg, horizon=4, action_space=env.action_space)
+    agent = MPCAgent(oracle, OracleStateCost(), cfg, horizon=4, action_space=env.action_space)
     assert evaluate_agent(agent, env, seeds=[0]).success_rate == 1.0
 
 

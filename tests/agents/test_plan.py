@@ -108,21 +108,23 @@ def test_a_model_with_another_action_size_is_refused(model_dir, tmp_path, capsys
     assert "3-dimensional actions" in line and "mbvc/Push-v0" in line
 
 
-def test_camera_views_of_model_env_and_cost_must_agree(model_dir, tmp_path, capsys):
-    from mbvc.models import build_model
-    from mbvc.models.checkpoint import save_model
-    from mbvc.training.artifacts import load_trained
-
+def test_frames_of_model_and_env_must_agree(model_dir, tmp_path, capsys):
     out = str(tmp_path / "plan")
     line = _error(capsys, ["plan", str(model_dir), *ENV, "camera=bair+side", "--out", out])
-    assert "16x16 frames (1 view(s)" in line and "observes 16x32" in line
-    line = _error(capsys, ["plan", str(model_dir), *ENV, "--out", out, "--set", "cost.views=2"])
-    assert "cost.views=2" in line and "set cost.views=1" in line
-    config = load_trained(model_dir).model.config
-    two = save_model(build_model(config.replace(img_width=32, img_height=16, views=2)), tmp_path / "two.safetensors")
-    line = _error(capsys, ["plan", str(two), *ENV, "--out", out, "--cost", "goal_image"])
-    assert "2 view(s) side by side" in line and "camera=bair+side" in line
+    assert "16x16 frames" in line and "observes 16x32" in line
     assert not (tmp_path / "plan").exists()
+
+
+def test_a_model_without_actions_is_refused_by_name(tmp_path, capsys):
+    from mbvc.config import model_config_from_preset
+    from mbvc.models import build_model
+    from mbvc.models.checkpoint import save_model
+
+    config = model_config_from_preset("mnist-predrnn-v2-small", ["model.num_hidden=[4]", "model.img_width=16",
+                                                                 "model.img_channel=3", "model.patch_size=4"])
+    path = save_model(build_model(config), tmp_path / "video.safetensors")
+    line = _error(capsys, ["plan", str(path), *ENV, "--out", str(tmp_path / "plan"), "--cost", "goal_image"])
+    assert "not action-conditioned" in line and "predrnn_v2" in line
 
 
 def test_plan_sees_a_state_based_gymnasium_env_through_the_pixel_wrapper(model_dir, tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("mujoco")
 
 from agents.demo import DemoRun, demo_settings
-from agents.plan import WORKERS_DIR
+from agents.plan_records import WORKERS_DIR
 from mbvc.cli import main
 from mbvc.errors import ConfigError
 
@@ -104,7 +104,7 @@ def test_bad_workers_and_a_workers_error_are_one_line(demo_dir, tmp_path, capfd,
 def test_demo_plays_its_plan_stage_in_plan_workers(demo_dir):
     with pytest.raises(ConfigError, match="demo.plan_workers must be a positive integer, got 0"):
         demo_settings(tiny=True, overrides=["demo.plan_workers=0"])
-    assert demo_settings().demo.plan_workers == 2  # the preset's, fixed
+    assert demo_settings().plan_workers == 2  # the preset's, fixed
     report = DemoRun(demo_settings(tiny=True, overrides=[*QUIET, "demo.plan_workers=2"]), demo_dir).plan()
     assert set(report["results"]) == {"mpc", "random", "oracle"}
     assert all([e["seed"] for e in r["per_episode"]] == report["seeds"] for r in report["results"].values())

@@ -154,8 +154,7 @@ def test_warm_start_shifts_previous_plan_and_pads_with_initial_value():
     seen = []
     original = planner.optimize
 
-    def spy(objective, x0, candidates=None):
-        assert candidates is None  # shift_elites is off by default
+    def spy(objective, x0):
         seen.append(x0.clone())
         return original(objective, x0)
 
@@ -168,36 +167,6 @@ def test_warm_start_shifts_previous_plan_and_pads_with_initial_value():
     assert torch.equal(seen[1], torch.cat([first[2:], torch.full((2, 1), 0.25)]))
     opt.reset()
     assert torch.equal(opt.previous_solution, torch.full((4, 1), 0.25))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_shift_elites_evaluates_the_last_plan_shifted_in_the_first_iteration(name):
-    cfg = PlannerConfig(name=name, num_iterations=2, population_size=16, horizon=4, shift_elites=True, seed=0)
-    opt = TrajectoryOptimizer(build_planner(cfg, -1.0, 1.0), horizon=4, initial_value=0.25)
-    objective, calls = quadratic(torch.full((4, 1), 0.5))
-    first = opt.optimize(objective)
-    kept = opt.previous_elites
-    assert torch.equal(kept[0], first) and kept.shape[1:] == (4, 1)
-    assert kept.shape[0] == (2 if name == "icem" else 1)  # the plan (+ iCEM's carried elites)
-    calls.clear()
-    second = opt.optimize(objective, executed=1)
-    shifted = torch.cat([kept[:, 1:], torch.full((kept.shape[0], 1, 1), 0.25)], dim=1)
-    assert torch.equal(calls[0][: kept.shape[0]], shifted)
-    # The shifted plan competed, so the new plan is at least as good as it.
-    assert float(objective(second[None])) <= float(objective(shifted[:1]))
-    opt.reset()
-    assert opt.previous_elites is None
-
-
-def test_shift_elites_off_and_bad_values():
-    opt = TrajectoryOptimizer(build_planner("icem", -1.0, 1.0, population_size=8, seed=0), horizon=3)
-    objective, _ = quadratic(torch.ones(3, 1))
-    opt.optimize(objective)
-    assert opt.previous_elites is None
-    with pytest.raises(ConfigError, match="shift_elites"):
-        PlannerConfig(name="icem", shift_elites="yes")
-    with pytest.raises(ShapeError, match="candidates"):
-        CEMOptimizer(-1.0, 1.0, population_size=8).optimize(objective, torch.zeros(3, 1), torch.zeros(2, 4, 1))
 
 
 def test_no_warm_start_uses_initial_value():

@@ -29,7 +29,7 @@ def test_oracle_mpc_solves_easy_seeded_push_from_true_state():
     oracle = OracleModel(env, render=False)
     agent = MPCAgent(
         oracle,
-        OracleStateCost(oracle, pusher_weight=0.3),
+        OracleStateCost(pusher_weight=0.3),
         PlannerConfig("icem", num_iterations=3, population_size=24, seed=0),
         horizon=10,
         action_space=env.action_space,

@@ -33,7 +33,7 @@ def test_collect_train_plan_on_reacher_with_the_designated_object_cost(tmp_path)
 
 
 def test_plan_takes_the_env_kwargs_of_its_training_data_from_the_same_env_only(tmp_path):
-    from mbvc.commands.plan import data_env_kwargs
+    from agents.plan_records import data_env_kwargs
 
     (tmp_path / "manifest.json").write_text(json.dumps(
         {"spec": {"env_id": "mbvc/Reacher-v0", "env_kwargs": {"control": "velocity"}}}))
@@ -50,7 +50,7 @@ def test_the_designated_colour_follows_the_fingertip_in_real_reacher_frames():
 
     import envs  # noqa: F401
     from agents.core import image_to_tensor
-    from agents.generic_costs import extract_patch, track_template
+    from agents.costs.designated import extract_patch, track_template
     from envs.reacher import data_policy
 
     env = gym.make("mbvc/Reacher-v0", image_size=32, render_scale=2, episode_length=30)
