@@ -17,6 +17,11 @@ CORE = ("mbvc.models", "mbvc.data", "mbvc.metrics", "mbvc.training", "mbvc.evalu
 #: What the core must never import: the application layer (environments, agents, benchmarks,
 #: the command line and the demo) and the tests.
 NOT_FROM_CORE = ("envs", "agents", "benchmarks", "tests", "mbvc.cli", "mbvc.commands", "mbvc.demo")
+#: The command line sits on top: the packages below it and the benchmarks call library functions, as a user does.
+COMMAND_LINE = ("mbvc.cli", "mbvc.commands")
+BELOW_COMMAND_LINE = ("envs", "agents", "benchmarks")
+#: Longest source file (lines) in the packages: a longer one holds more than one thing.
+MAX_LINES = 500
 #: Inside the core, lower layers never import higher ones.
 CORE_ORDER = {
     "mbvc.models": ("mbvc.data", "mbvc.metrics", "mbvc.training", "mbvc.evaluation"),
@@ -85,6 +90,9 @@ def violations() -> list[str]:
                 bad.append(f"{name} (core) imports {target}: the core never imports application code")
             elif core in CORE_ORDER and within(target, CORE_ORDER[core]):
                 bad.append(f"{name} imports {target}: {core} sits below {within(target, CORE_ORDER[core])}")
+            elif within(name, BELOW_COMMAND_LINE) and within(target, COMMAND_LINE):
+                bad.append(f"{name} imports {target}: only the command line imports the command line; "
+                           "call the library function it calls")
     return bad
 
 
@@ -101,6 +109,8 @@ def test_the_core_imports_no_application_code_and_no_package_imports_tests():
     ("mbvc/training/fake.py", "from ..commands import train\n", "mbvc.training.fake (core) imports mbvc.commands"),
     ("agents/fake.py", "from tests.agents.conftest import LineEnv\n", "agents.fake imports tests.agents.conftest"),
     ("mbvc/models/fake.py", "from mbvc.training import Trainer\n", "mbvc.models sits below mbvc.training"),
+    ("benchmarks/fake.py", "from mbvc.commands.plan import parse_seeds\n", "benchmarks.fake imports mbvc.commands.plan"),
+    ("agents/fake.py", "def f():\n    from mbvc.cli import say\n", "agents.fake imports mbvc.cli"),
 ])
 def test_the_checker_sees_direct_lazy_and_relative_imports(tmp_path, monkeypatch, path, source, expected):
     fake = tmp_path / path
@@ -128,3 +138,9 @@ def test_no_import_cycle_between_mbvc_packages_at_import_time():
 
     cycles = sorted(a for a in graph if reaches(a, a, set()))
     assert not cycles, f"import cycles through {cycles}: {graph}"
+
+
+def test_no_source_file_is_over_the_line_limit():
+    long = [f"{path.relative_to(ROOT)}: {n} lines" for path in files()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES]
+    assert not long, f"files over {MAX_LINES} lines (split them by what they hold):\n" + "\n".join(long)
