@@ -34,12 +34,8 @@ TINY_MODEL = ["model.num_hidden=[8,8]", "model.img_width=16", "model.filter_size
 
 
 # ---------------------------------------------------------------------------------- results
-def results_path(out_dir: Path) -> Path:
-    return out_dir / "gpu_suite.json"
-
-
 def load_results(out_dir: Path) -> dict[str, Any]:
-    path = results_path(out_dir)
+    path = out_dir / "gpu_suite.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -47,7 +43,7 @@ def save_results(out_dir: Path, results: dict[str, Any]) -> None:
     """Write the JSON and the Markdown (both replaced atomically)."""
     from mbvc.io import atomic_write, write_json
 
-    write_json(results_path(out_dir), results)
+    write_json(out_dir / "gpu_suite.json", results)
     with atomic_write(out_dir / "gpu_suite.md", "w") as f:
         f.write(gpu_report.markdown(results))
 
@@ -463,11 +459,12 @@ def extrapolate(curve: list[dict[str, Any]], it_per_s: float) -> dict[str, Any]:
 
 
 def section_curve(sec: Section, curve_s: float | None) -> None:
-    """Train mnist-predrnn-v2 for the time left; evaluate every N iterations; extrapolate."""
+    """Train mnist-predrnn-v2 for the iterations that fit the time left (``train.time_budget_min``);
+    evaluate every N iterations; extrapolate."""
     from benchmarks import train_budget
 
     set_tf32(True)
-    budget = max(1.0, 0.7 * sec.left() - 15)  # evaluations, set-up and the final save run outside it
+    budget = max(1.0, 0.7 * sec.left() - 15)  # timing, evaluations, set-up and the final save run outside it
     if curve_s is not None:
         budget = min(budget, curve_s)
     # N from the measured bf16 step (the trainer's mode on CUDA): about 10 evaluations.

@@ -18,8 +18,8 @@ unfinished rows. Sections, in order:
   model calls, fp32/TF32 and bf16; target <= 100 ms per step for the full-size model.
 * ``eval``: MSE/PSNR/SSIM (``benchmarks/eval_throughput.py``) plus LPIPS on the device against the
   reference's per-image loop on the same frames; target >= 10x.
-* ``curve``: mnist-predrnn-v2 trained for the time left (``benchmarks/train_budget.py``, the
-  preset's constant learning rate), MSE/SSIM on a fixed generated test set every N iterations,
+* ``curve``: mnist-predrnn-v2 trained for the iterations that fit the time left
+  (``benchmarks/train_budget.py`` with ``train.time_budget_min``, the preset's constant learning rate), MSE/SSIM on a fixed generated test set every N iterations,
   and what that says about reaching the paper's MSE 48.4.
 
 Writes ``gpu_suite.json`` / ``gpu_suite.md`` and ``gpu_curve.{json,md,png}`` into ``--out-dir``

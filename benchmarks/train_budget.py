@@ -1,17 +1,20 @@
-"""Train a preset for a fixed wall-clock budget on this machine and record quality against time.
+"""Train a preset for a wall-clock budget on this machine and record quality against time.
 
 The CPU "reach past the reference" run: PredRNN-V2 (``mnist-predrnn-v2-small``) on Moving MNIST
 generated from the packaged digits, trained for ``--budget-min`` minutes of *training* time
-(evaluations are timed separately and do not eat into the budget). At ``--evals`` points spread
-over the budget, and at iteration 0, the model is scored on a fixed, seeded test set
+through the library's ``train.time_budget_min``: the real training iteration is timed before the
+run and the iteration count fitted to the budget (evaluations are timed separately and do not
+eat into it), or for exactly ``--iterations`` iterations. At ``--evals`` points spread over the
+iterations, and at iteration 0, the model is scored on a fixed, seeded test set
 (``--test-size`` sequences, ``context -> horizon`` from the preset's eval section, 10 -> 10 for
 Moving MNIST): MSE / MAE (summed per frame), PSNR, SSIM, and LPIPS when its weights are
 present (else its unavailability and the reason are recorded), next to the copy-last-frame and
 mean-frame baselines on the same sequences.
 
-The learning rate follows the preset's warm-up, then a cosine decay over the *time* budget
-(the iteration count a budget buys is unknown in advance on a shared machine), ending at
-``lr * min_lr_ratio``. Everything else (curriculum, clipping, optimiser) is the preset's.
+With a budget the learning rate follows the preset's warm-up, then a cosine decay over the
+fitted iterations (``--schedule cosine``, i.e. ``train.lr_schedule=cosine``), ending at
+``lr * min_lr_ratio``, or the preset's own schedule (``--schedule preset``). Everything else
+(curriculum, clipping, optimiser) is the preset's.
 
 Writes ``<out>.json`` (every figure, the config, the command and machine info: CPU count,
 load average, torch threads), ``<out>.md`` (tables) and ``<out>.png`` (curves), and the trained
@@ -27,7 +30,6 @@ import argparse
 import dataclasses
 import io
 import logging
-import math
 import os
 import shlex
 import sys
@@ -57,11 +59,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=None, metavar="N",
                    help="train exactly N iterations instead of a time budget (reproducible): the preset's own "
                         "learning-rate schedule over N, its curriculum and warm-up scaled to N")
-    p.add_argument("--evals", type=int, default=8, help="evaluations spread evenly over the budget (plus one at 0)")
+    p.add_argument("--evals", type=int, default=8,
+                   help="evaluations spread evenly over the iterations (plus one at 0)")
     p.add_argument("--eval-every", type=int, default=None, metavar="N",
-                   help="evaluate every N iterations instead of --evals points spread over the budget")
-    p.add_argument("--schedule", choices=("time-cosine", "preset"), default="time-cosine",
-                   help="learning rate: warm-up then cosine over the time budget, or the preset's own schedule")
+                   help="evaluate every N iterations instead of --evals points spread over the run")
+    p.add_argument("--schedule", choices=("cosine", "preset"), default="cosine",
+                   help="with a budget: warm-up then cosine over the fitted iterations, or the preset's own schedule")
     p.add_argument("--test-size", type=int, default=256, help="fixed, seeded test sequences")
     p.add_argument("--test-seed", type=int, default=1234, help="seed of the generated test set")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -90,18 +93,6 @@ def budget_machine(threads: int) -> dict[str, Any]:
     """What the figures depend on: CPUs, their load, torch's threads."""
     info = machine_info()
     return {**info, "threads_requested": threads, "load_average_start": info["load_average"]}
-
-
-def time_cosine(cfg: Any, budget_s: float, clock: dict[str, float]):  # noqa: ANN201 - a LambdaLR function
-    """LambdaLR factor: the preset's linear warm-up, then cosine over the training-time budget."""
-
-    def factor(step: int) -> float:
-        if step < cfg.warmup_iters:
-            return (step + 1) / cfg.warmup_iters
-        progress = min(1.0, clock["train_s"] / budget_s)
-        return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 def score(result: Any) -> dict[str, dict[str, float | None]]:
@@ -146,7 +137,8 @@ def markdown(report: dict[str, Any]) -> str:
     b, m, fin = report["baselines"], report["machine"], report["final"]
     lp = report["lpips"]
     what = (f"{report['iterations']} iterations" if report.get("iterations")
-            else f"a {report['budget_min']:g}-minute budget")
+            else f"a {report['budget_min']:g}-minute budget"
+            + (f" ({report['fitted_iterations']} iterations fitted to it)" if report.get("fitted_iterations") else ""))
     lines = [
         f"# Training for {what} on {report.get('device_label', 'CPU')}: {report['preset']}",
         "",
@@ -225,8 +217,9 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
     fixed = args.iterations is not None
     if fixed:  # an iteration count stops the run; the preset's schedule and curriculum scaled to it
         schedule = scaled_overrides(load_run_config(args.preset, args.overrides), args.iterations)
-    else:  # the clock stops the run, not an iteration count (the LR schedule follows the clock too)
-        schedule = ["train.iterations=100000000"]
+    else:  # train.time_budget_min fits the iteration count to the budget before the run
+        schedule = [f"train.time_budget_min={args.budget_min}",
+                    *(["train.lr_schedule=cosine"] if args.schedule == "cosine" else [])]
     overrides = [*schedule, *args.overrides, f"train.device={args.device}", "train.progress=false",
                  "train.tensorboard=false", "train.checkpoint_interval=100000000"]
     cfg = load_run_config(args.preset, overrides)
@@ -240,17 +233,12 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
     trainer = build_trainer(cfg, run_dir, datasets=(train_set, None))
     trainer.logger.writers = [w for w in trainer.logger.writers if type(w).__name__ != "LoggingWriter"]
     device = trainer.device
-    eval_cfg = cfg.eval.eval_config()
-    lpips_module, lpips_status = resolve_lpips(eval_cfg, device)
-    eval_cfg = cfg.eval.eval_config(lpips=lpips_status.available)
+    lpips_module, lpips_status = resolve_lpips(cfg.eval, device)
+    eval_cfg = cfg.eval.replace(lpips=lpips_status.available)
+    iterations = args.iterations if fixed else trainer.fit_time_budget()
 
-    budget_s = args.budget_min * 60
     clock = {"train_s": 0.0}
-    if args.schedule == "time-cosine" and not fixed:
-        trainer.scheduler.lr_lambdas = [time_cosine(cfg.train, budget_s, clock)]
-    # evaluation points: training seconds (a budget) or iterations (a fixed count)
-    total = args.iterations if fixed else budget_s
-    marks = [] if args.eval_every else [total * (i + 1) / args.evals for i in range(args.evals)]
+    marks = [] if args.eval_every else [iterations * (i + 1) / args.evals for i in range(args.evals)]
     curve: list[dict[str, Any]] = []
     baselines: dict[str, Any] = {}
     eval_s, losses, start = 0.0, [], time.monotonic()
@@ -283,16 +271,15 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
               f"mean-frame MSE {baselines['mean_frame']['mse']:.2f} | load {point['load_average']:.2f}", flush=True)
 
     checkpoint()
-    progress = (lambda: trainer.iteration) if fixed else (lambda: clock["train_s"])
-    while trainer.iteration < args.iterations if fixed else clock["train_s"] < budget_s:
+    while trainer.iteration < iterations:
         t0 = time.monotonic()
-        loss, _, _ = trainer.step()
+        loss, *_ = trainer.step()
         clock["train_s"] += time.monotonic() - t0
         losses.append(loss)
         if args.eval_every and trainer.iteration % args.eval_every == 0:
             checkpoint()
-        elif marks and progress() >= marks[0]:
-            while marks and progress() >= marks[0]:
+        elif marks and trainer.iteration >= marks[0]:
+            while marks and trainer.iteration >= marks[0]:
                 marks.pop(0)
             checkpoint()
     if curve[-1]["iteration"] != trainer.iteration:
@@ -308,7 +295,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None,
         "benchmark": "train_budget",
         "command": "python benchmarks/train_budget.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "preset": args.preset, "overrides": args.overrides, "budget_min": None if fixed else args.budget_min,
-        "iterations": args.iterations,
+        "iterations": args.iterations, "fitted_iterations": None if fixed else iterations,
+        "seconds_per_iteration": trainer.seconds_per_iteration,
         "device_label": "CPU" if device.type == "cpu" else torch.cuda.get_device_name(device),
         "schedule": "preset" if fixed else args.schedule, "eval_every": args.eval_every,
         "model_summary": (f"{mcfg.name} hidden {list(mcfg.num_hidden)}, filter {mcfg.filter_size}, patch "

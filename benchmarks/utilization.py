@@ -192,22 +192,21 @@ def train_seconds(run: RunConfig, steps: int) -> float:
 # ---------------------------------------------------------------------------------- plan
 def plan_cost(run: RunConfig) -> tuple[Any, Any, str]:
     """``(cost, goal, description)`` of a plan: the preset's cost if it needs no data, else goal-image MSE."""
-    from agents.cost_registry import CostConfig, build_cost
-    from agents.generic_costs import DesignatedGoal
-    from mbvc.config import section_config
+    from agents.costs import DesignatedGoal, build_cost, cost_config
 
-    cfg = section_config(CostConfig, run, "cost")
+    cfg = cost_config(run.app.get("cost"), run.source)
     h, w = run.model.img_height, run.model.img_width
-    source, target = cfg.source or [h / 2, w / 2], cfg.target or [h / 4, w / 4]
+    source = getattr(cfg, "source", None) or [h / 2, w / 2]  # the designated costs' fixed pixels, if any
+    target = getattr(cfg, "target", None) or [h / 4, w / 4]
     if cfg.name == "designated_object":
         return build_cost(cfg), DesignatedGoal(source, target), "designated_object (the preset's; fixed pixels)"
     if cfg.name == "designated_pixel":
         return build_cost(cfg), list(target), "designated_pixel (the preset's)"
     goal = np.random.default_rng(1).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-    if cfg.name == "goal_image" and cfg.mask is None:
+    if cfg.name == "goal_image" and getattr(cfg, "mask", None) is None:
         return build_cost(cfg), goal, "goal_image (the preset's)"
     why = "needs the training rollouts" if cfg.name == "push" else "needs data or weights"
-    return build_cost(CostConfig(name="goal_image", final_weight=cfg.final_weight)), goal, \
+    return build_cost({"name": "goal_image", "final_weight": cfg.final_weight}), goal, \
         f"goal_image (the preset's {cfg.name!r} {why})"
 
 

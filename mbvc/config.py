@@ -2,7 +2,7 @@
 ``train`` and ``eval``, plus ``section.key=value`` overrides from the command line.
 
 This module resolves and merges presets; each section is validated by its own frozen
-dataclass (``ModelConfig``, ``DataConfig``, ``TrainConfig``, ``EvalSettings``), and an unknown
+dataclass (``ModelConfig``, ``DataConfig``, ``TrainConfig``, ``EvalConfig``), and an unknown
 key or a value of the wrong type is rejected with the file and the key named.
 
 Example:
@@ -25,10 +25,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from mbvc.errors import ConfigError, did_you_mean
 from mbvc.data.config import DataConfig
+from mbvc.evaluation.runner import EvalConfig
 from mbvc.models.base import model_config_from_dict
 from mbvc.models.config import ModelConfig
 from mbvc.presets import PRESET_DIR, preset_names
-from mbvc.training.config import EvalSettings, TrainConfig
+from mbvc.training.config import TrainConfig, without_retired
 
 
 def preset_path(name_or_path: str | os.PathLike) -> Path:
@@ -135,7 +136,7 @@ class RunConfig:
     model: ModelConfig
     data: DataConfig
     train: TrainConfig
-    eval: EvalSettings
+    eval: EvalConfig
     source: str = ""
     app: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -191,8 +192,8 @@ class RunConfig:
             data_cfg = DataConfig.from_dict(data["data"])
         except ConfigError as e:
             raise ConfigError(f"{source}: data: {e}") from None
-        train = _structured(TrainConfig, data.get("train") or {}, "train", source)
-        evaluation = _structured(EvalSettings, data.get("eval") or {}, "eval", source)
+        train = _structured(TrainConfig, without_retired(data.get("train") or {}, source), "train", source)
+        evaluation = _structured(EvalConfig, data.get("eval") or {}, "eval", source)
         return cls(model, data_cfg, train, evaluation, source, app)
 
 

@@ -18,6 +18,9 @@ _EXPORTS = {
     "DataConfig": "mbvc.data.config",
     "build_dataset": "mbvc.data.config",
     "DATASETS": "mbvc.data.config",
+    "dataset_config": "mbvc.data.config",
+    **{name: "mbvc.data.config" for name in ("MovingMNISTData", "MnistNpzData", "MnistSeqData", "KTHData", "BAIRData",
+                                              "RolloutsData", "FolderData", "ArraysData")},
     # shared
     "to_float": "mbvc.data.windows",
     "window_starts": "mbvc.data.windows",

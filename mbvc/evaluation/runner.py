@@ -7,7 +7,9 @@ a last batch smaller than the others weighs exactly its size.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -16,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mbvc.data.checks import check_finite, check_frames
-from mbvc.errors import ConfigError, DataError, DependencyNotInstalled, ShapeError
+from mbvc.errors import ConfigError, DataError, DependencyNotInstalled, ShapeError, did_you_mean
 from mbvc.metrics.frames import PSNR_MAX_DB, pixel_metrics
 from mbvc.metrics.lpips import CONVENTIONS, LPIPS, MIN_SIZE, load_lpips
 
@@ -68,23 +70,36 @@ class Predictor(Protocol):
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Settings of one evaluation.
+    """How a model is evaluated: the ``eval`` section of a run configuration, and the settings of
+    one :func:`evaluate` call.
+
+    The horizon is independent of the training length: KTH presets train 10 -> 10 and evaluate
+    10 -> 20, BAIR presets train 2 -> 10 and evaluate 2 -> 28, as the papers report.
 
     Attributes:
         context: K, frames given to the model.
         horizon: frames predicted and scored after the context.
+        batch_size: evaluation batch (every sequence is scored, the last batch may be smaller).
+        val_split: split used for validation during training.
+        test_split: split used by ``mbvc test``.
+        val_batches: batches per validation during training (bounds its cost); null = whole split.
         lpips: compute LPIPS (reported unavailable, with the reason, if its weights are absent).
-        lpips_convention: ``"standard"`` ([-1, 1] inputs) or ``"reference"`` ([0, 1] inputs).
+        lpips_convention: ``"standard"`` ([-1, 1] inputs) or ``"reference"`` ([0, 1] inputs,
+            the reference's quirk).
         lpips_alexnet: explicit path of ``alexnet-owt-7be5be79.pth`` (else searched for).
         lpips_lin: explicit path of the LPIPS v0.1 ``alex.pth`` (else searched for).
         baselines: names from :data:`BASELINES` scored on the same data.
         psnr_max_db: PSNR given to identical frames (the cap).
         num_samples: sequences kept for the strips in the report.
-        max_batches: stop after this many batches (quick validation); ``None`` = all.
+        max_batches: stop after this many batches (``mbvc test --max-batches``); ``None`` = all.
     """
 
-    context: int
-    horizon: int
+    context: int = 10
+    horizon: int = 10
+    batch_size: int = 16
+    val_split: str = "val"
+    test_split: str = "test"
+    val_batches: int | None = 8
     lpips: bool = True
     lpips_convention: str = "standard"
     lpips_alexnet: str | None = None
@@ -95,18 +110,34 @@ class EvalConfig:
     max_batches: int | None = None
 
     def __post_init__(self) -> None:
-        if self.context < 1 or self.horizon < 1:
-            raise ConfigError(f"EvalConfig requires context >= 1 and horizon >= 1, got "
-                              f"{self.context=} {self.horizon=}")
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        if not math.isfinite(self.psnr_max_db) or self.psnr_max_db <= 0:
+            raise ConfigError(f"eval.psnr_max_db must be a positive number, got {self.psnr_max_db}")
+        if self.context < 1 or self.horizon < 1 or self.batch_size < 1:
+            raise ConfigError(f"eval needs context, horizon and batch_size >= 1, got "
+                              f"{self.context=} {self.horizon=} {self.batch_size=}")
         if self.lpips_convention not in CONVENTIONS:
-            raise ConfigError(f"EvalConfig.lpips_convention must be one of {sorted(CONVENTIONS)}, "
-                              f"got {self.lpips_convention!r}")
+            raise ConfigError(f"eval.lpips_convention must be one of {sorted(CONVENTIONS)}, "
+                              f"got {self.lpips_convention!r}." + did_you_mean(self.lpips_convention, CONVENTIONS))
         for name in self.baselines:
             if name not in BASELINES:
-                raise ConfigError(f"unknown baseline {name!r}; choose from {sorted(BASELINES)}")
-        if self.num_samples < 0 or (self.max_batches is not None and self.max_batches < 1):
-            raise ConfigError(f"EvalConfig requires num_samples >= 0 and max_batches >= 1, got "
-                              f"{self.num_samples=} {self.max_batches=}")
+                raise ConfigError(f"unknown baseline {name!r} in eval.baselines; choose from {sorted(BASELINES)}."
+                                  + did_you_mean(name, BASELINES))
+        for name in ("val_batches", "max_batches"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"eval.{name} must be >= 1 or null, got {value}")
+        if self.num_samples < 0:
+            raise ConfigError(f"eval.num_samples must be >= 0, got {self.num_samples}")
+
+    @property
+    def seq_len(self) -> int:
+        """Frames an evaluation sequence needs: context + horizon."""
+        return self.context + self.horizon
+
+    def replace(self, **changes: Any) -> EvalConfig:
+        """A copy with ``changes`` applied (validated again), e.g. ``replace(max_batches=2)``."""
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass

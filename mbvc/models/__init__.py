@@ -21,13 +21,14 @@ from mbvc.models.base import (
     ModelFamily,
     WorldModel,
     build_model,
+    check_model_name,
     model_config_from_dict,
     model_families,
     model_family,
     register_model_family,
 )
 from mbvc.models.checkpoint import load_model, read_model_file, save_model
-from mbvc.models.config import MODEL_NAMES, ModelConfig
+from mbvc.models.config import ModelConfig
 from mbvc.models.convlstm import ConvLSTM
 from mbvc.models.curriculum import (
     CurriculumConfig,
@@ -49,8 +50,8 @@ from mbvc.models.reference import (
 
 __all__ = [
     "WorldModel", "Batch", "ModelFamily", "register_model_family", "model_family", "model_families",
-    "model_config_from_dict", "CurriculumTraining",
-    "MODEL_NAMES", "ModelConfig", "ModelOutput", "PredRNN", "ConvLSTM", "RecurrentState", "CurriculumConfig",
+    "model_config_from_dict", "check_model_name", "CurriculumTraining",
+    "ModelConfig", "ModelOutput", "PredRNN", "ConvLSTM", "RecurrentState", "CurriculumConfig",
     "build_model", "curriculum_mask", "test_mask", "scheduled_sampling_eta", "reverse_sampling_probs",
     "patchify", "unpatchify", "save_model", "load_model", "read_model_file", "from_reference",
     "config_from_reference_flags", "import_reference_state_dict", "export_reference_state_dict",

@@ -210,6 +210,20 @@ def model_family(name: str) -> ModelFamily:
     return family
 
 
+def check_model_name(name: str, config_cls: type) -> None:
+    """Check that ``name`` is registered, with ``config_cls`` (or a base of it) as its config class.
+
+    Config classes call this in ``__post_init__``, so model names come from the registry alone.
+
+    Raises:
+        ConfigError: an unregistered name (with a "did you mean"), or one of another family.
+    """
+    family = model_family(name)
+    if not issubclass(config_cls, family.config_cls):
+        raise ConfigError(f"model name {name!r} is registered with {family.config_cls.__name__}, "
+                          f"not {config_cls.__name__}")
+
+
 def model_config_from_dict(d: dict[str, Any], default_name: str = "predrnn_v2") -> Any:
     """Validate a ``model`` section with the config class of its family (``d["name"]``).
 

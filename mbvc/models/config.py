@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mbvc.errors import ConfigError, did_you_mean
+from mbvc.models.base import check_model_name
 
-MODEL_NAMES = ("predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2",
-               "convlstm", "action_cond_convlstm")
+#: Keys of removed options, with the value every model now has: a model file or run config that
+#: an older mbvc wrote with that value loads (the key is dropped); any other value is refused.
+RETIRED = {
+    "views": (1, "several camera views side by side were removed; mbvc models take one camera's frames"),
+    "encoder_downsample": (4, "the 2x encoder was removed; the encoder shrinks frames 4x, as the reference's"),
+}
 
 
 @dataclass(frozen=True)
@@ -21,15 +26,16 @@ class ModelConfig:
     """Architecture and input rule of a PredRNN / PredRNN-V2 model.
 
     Attributes:
-        name: ``predrnn``, ``predrnn_v2``, ``action_cond_predrnn``, ``action_cond_predrnn_v2``,
-            ``convlstm`` or ``action_cond_convlstm`` (:mod:`mbvc.models.convlstm`).
+        name: a model name registered with this config class
+            (:func:`mbvc.models.base.register_model_family`): ``predrnn``, ``predrnn_v2``,
+            ``action_cond_predrnn``, ``action_cond_predrnn_v2`` (:mod:`mbvc.models.predrnn`),
+            ``convlstm``, ``action_cond_convlstm`` (:mod:`mbvc.models.convlstm`).
         num_hidden: hidden channels per layer; all equal (one memory M zigzags through them).
         filter_size: odd convolution kernel size k.
         stride: convolution stride of the cells; only 1 keeps state sizes fixed.
         patch_size: space-to-depth factor p applied to frames.
         img_channel: channels C of a frame.
-        img_width: frame width W (the reference's square-image size); with ``views`` > 1 the
-            width of all the views side by side.
+        img_width: frame width W (the reference's square-image size).
         img_height: frame height H; ``None`` means square (``img_width``).
         layer_norm: LayerNorm after every gate convolution.
         input_length: context length K.
@@ -38,17 +44,8 @@ class ModelConfig:
             action-conditioned models).
         decouple_beta: weight of the memory-decoupling loss (V2 models only).
         conv_on_input: action models: encode frames/actions with two stride-2 convolutions.
-        encoder_downsample: action models with ``conv_on_input``: how much the encoder shrinks
-            the (patched) frame, 4 (the reference: both encoder convolutions and both decoder
-            deconvolutions stride 2) or 2 (the second of each stride 1: the recurrent layers
-            work on a map twice as fine, at about 4x their cost for the same hidden size). Not
-            in the reference; a model with 2 cannot be exported to it.
         res_on_conv: action models: skip connections from the encoder to the decoder.
         num_action_ch: action dimension A (action models).
-        views: camera views side by side in a frame (an env's ``camera="bair+side"``): the model
-            stacks them as channels, ``C x H x (n W)`` -> ``nC x H x W``, before patching, so a
-            second camera costs only the first and last convolutions' extra channels, not twice
-            the recurrent map. Not in the reference (1).
         residual_output: predict each frame as the input frame plus the decoder's output (not
             in the reference; off by default). What does not move is copied for free, so a
             short run spends its updates on what moves (docs/control.md: Reacher;
@@ -69,19 +66,12 @@ class ModelConfig:
     reverse_scheduled_sampling: bool = True
     decouple_beta: float = 0.1
     conv_on_input: bool = True
-    encoder_downsample: int = 4
     res_on_conv: bool = True
     num_action_ch: int = 4
     residual_output: bool = False
-    views: int = 1
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.name not in MODEL_NAMES:
-            raise ConfigError(
-                f"model name must be one of {MODEL_NAMES}, got {self.name!r}."
-                + did_you_mean(self.name, MODEL_NAMES)
-            )
+        check_model_name(self.name, type(self))
         hidden = tuple(int(h) for h in self.num_hidden)
         object.__setattr__(self, "num_hidden", hidden)
         if self.img_height is None:
@@ -99,17 +89,13 @@ class ModelConfig:
             raise ConfigError(f"stride must be 1 (other strides change state sizes), got {self.stride=}")
         if self.patch_size < 1:
             raise ConfigError(f"patch_size must be >= 1, got {self.patch_size=}")
-        if self.encoder_downsample not in (2, 4):
-            raise ConfigError(f"encoder_downsample must be 4 (the reference) or 2, got {self.encoder_downsample!r}")
-        if not isinstance(self.views, int) or self.views < 1 or self.img_width % self.views:
-            raise ConfigError(f"views must be a positive int dividing img_width={self.img_width}, got {self.views!r}")
-        for dim, size in (("img_width / views", self.img_width // self.views), ("img_height", self.img_height)):
+        for dim, size in (("img_width", self.img_width), ("img_height", self.img_height)):
             if size % self.patch_size:
                 raise ConfigError(f"{dim}={size} is not divisible by patch_size={self.patch_size}")
-            if self.is_action and self.conv_on_input and (size // self.patch_size) % self.encoder_downsample:
+            if self.is_action and self.conv_on_input and (size // self.patch_size) % 4:
                 raise ConfigError(
-                    f"{dim}/patch_size = {size // self.patch_size} must be divisible by "
-                    f"encoder_downsample={self.encoder_downsample} for conv_on_input (strided encoder convolutions)"
+                    f"{dim}/patch_size = {size // self.patch_size} must be divisible by 4 for conv_on_input "
+                    "(two stride-2 encoder convolutions)"
                 )
         if self.is_action and self.conv_on_input and hidden[0] % 2:
             raise ConfigError(f"conv_on_input needs an even hidden size, got {self.num_hidden=}")
@@ -149,8 +135,8 @@ class ModelConfig:
 
     @property
     def patch_channels(self) -> int:
-        """Channels of a patched frame, p * p * C * views."""
-        return self.patch_size**2 * self.img_channel * self.views
+        """Channels of a patched frame, p * p * C."""
+        return self.patch_size**2 * self.img_channel
 
     @property
     def reverse_input_rule(self) -> bool:
@@ -168,20 +154,24 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict that :meth:`from_dict` turns back into this config."""
         d = dataclasses.asdict(self)
-        d.pop("extra")
         d["num_hidden"] = list(self.num_hidden)
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        """Build a config from a dict, rejecting unknown keys by name."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        """Build a config from a dict, rejecting unknown keys by name (see :data:`RETIRED`)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = dict(d)
+        for key in sorted(set(RETIRED) & set(d) - names):
+            value = d.pop(key)
+            if value != RETIRED[key][0]:
+                raise ConfigError(f"model.{key}={value!r} is no longer supported ({RETIRED[key][1]}); "
+                                  "this model or run was made by an older mbvc")
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(
                 f"unknown model config key {unknown[0]!r}." + did_you_mean(unknown[0], names)
             )
-        d = dict(d)
         if "num_hidden" in d:
             d["num_hidden"] = _parse_hidden(d["num_hidden"])
         bad = [k for k, v in d.items() if isinstance(v, float) and not math.isfinite(v)]

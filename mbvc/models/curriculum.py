@@ -18,7 +18,6 @@ import torch
 
 from mbvc.errors import ConfigError, DataError
 from mbvc.models.config import ModelConfig
-from mbvc.models.losses import l1_error, motion_weighted_mse
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +152,6 @@ class CurriculumTraining:
         self._batch_share = (batch_size, rank, world_size)
         self._mask_rng = torch.Generator().manual_seed(train_cfg.seed + 1)
         self._reverse_input = bool(train_cfg.reverse_input) and not cfg.is_action
-        self._motion_weight = float(getattr(train_cfg, "motion_weight", 0.0))
-        self._l1_weight = float(getattr(train_cfg, "l1_weight", 0.0))
         if train_cfg.reverse_input and cfg.is_action:
             log.info("reverse_input skipped: %s is action-conditioned, and reversing the frames in time "
                      "would pair every action with the wrong transition", cfg.name)
@@ -183,12 +180,7 @@ class CurriculumTraining:
 
     def training_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self(batch["frames"], batch["mask"], batch.get("actions"))
-        loss = out.loss
-        if getattr(self, "_motion_weight", 0.0) > 0:  # opt-in train.motion_weight (docs/recipe.md)
-            loss = loss + self._motion_weight * motion_weighted_mse(out.frames, batch["frames"])
-        if getattr(self, "_l1_weight", 0.0) > 0:  # opt-in train.l1_weight (docs/recipe.md)
-            loss = loss + self._l1_weight * l1_error(out.frames, batch["frames"])
-        return loss, {"mse": out.mse, "decouple": out.decouple}
+        return out.loss, {"mse": out.mse, "decouple": out.decouple}
 
     def training_state(self) -> dict[str, Any]:
         return {"mask_rng": self._mask_rng.get_state()}

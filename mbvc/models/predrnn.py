@@ -92,15 +92,14 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         self.config = cfg = config
         hid, k, p = cfg.hidden, cfg.filter_size, cfg.patch_size
         pch, ln = cfg.patch_channels, cfg.layer_norm
-        ph, pw = cfg.img_height // p, cfg.img_width // cfg.views // p
+        ph, pw = cfg.img_height // p, cfg.img_width // p
         if cfg.is_action and cfg.conv_on_input:
-            s2 = cfg.encoder_downsample // 2  # stride of the second encoder / first decoder stage
-            rh, rw = ph // cfg.encoder_downsample, pw // cfg.encoder_downsample
+            rh, rw = ph // 4, pw // 4  # two stride-2 encoder stages
             self.conv_input1 = nn.Conv2d(pch, hid // 2, k, stride=2, padding=k // 2, bias=False)
-            self.conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=s2, padding=k // 2, bias=False)
+            self.conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=2, padding=k // 2, bias=False)
             self.action_conv_input1 = nn.Conv2d(cfg.num_action_ch, hid // 2, k, stride=2, padding=k // 2, bias=False)
-            self.action_conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=s2, padding=k // 2, bias=False)
-            self.deconv_output1 = nn.ConvTranspose2d(hid, hid // 2, k, stride=s2, padding=k // 2, bias=False)
+            self.action_conv_input2 = nn.Conv2d(hid // 2, hid, k, stride=2, padding=k // 2, bias=False)
+            self.deconv_output1 = nn.ConvTranspose2d(hid, hid // 2, k, stride=2, padding=k // 2, bias=False)
             self.deconv_output2 = nn.ConvTranspose2d(hid // 2, pch, k, stride=2, padding=k // 2, bias=False)
             in0, act_ch = hid, hid
         else:
@@ -243,7 +242,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
                 f"({'T-2' if cfg.reverse_input_rule else 'T-K-1'}), got {tuple(mask.shape)}"
             )
         actions = self._check_actions(actions, batch, total - 1)
-        x = patchify(frames, cfg.patch_size, cfg.views)
+        x = patchify(frames, cfg.patch_size)
         mask = mask.to(device=x.device, dtype=x.dtype)[:, :, None, None, None]
         h, c, m = self._zero_states()
         preds, increments = [], []
@@ -261,7 +260,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         decouple = self._decoupling_loss(increments) if cfg.is_v2 else mse.new_zeros(())
         loss = mse + cfg.decouple_beta * decouple if cfg.is_v2 else mse
         return ModelOutput(
-            unpatchify(pred, cfg.patch_size, cfg.views), loss, mse, decouple, increments if return_increments else None
+            unpatchify(pred, cfg.patch_size), loss, mse, decouple, increments if return_increments else None
         )
 
     def _decoupling_loss(self, increments: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -302,7 +301,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         """
         batch, k = self._check_frames(context, "context", min_length=1)
         actions = self._check_actions(actions, batch, k - 1, allow_empty=True)
-        x = patchify(context, self.config.patch_size, self.config.views)
+        x = patchify(context, self.config.patch_size)
         h, c, m = self._zero_states()
         basis = self.action_basis(x.shape[-2:]) if k > 1 else None
         for t in range(k - 1):
@@ -331,7 +330,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         for t in range(n_future):
             frame, h, c, m, _ = self._step(frame, None if actions is None else actions[:, t], h, c, m, basis)
             preds.append(frame)
-        return unpatchify(torch.stack(preds, dim=1), self.config.patch_size, self.config.views)
+        return unpatchify(torch.stack(preds, dim=1), self.config.patch_size)
 
     @torch.no_grad()
     def predict(self, context: torch.Tensor, n_future: int, actions: torch.Tensor | None = None) -> torch.Tensor:
@@ -364,15 +363,14 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         b, t, ch, hh, ww = frames.shape
         if ch != cfg.img_channel:
             raise ShapeError(f"{name} has {ch} channels, the model expects img_channel={cfg.img_channel}")
-        div = cfg.patch_size * (cfg.encoder_downsample if cfg.is_action and cfg.conv_on_input else 1)
+        div = cfg.patch_size * (4 if cfg.is_action and cfg.conv_on_input else 1)
         if cfg.layer_norm and (hh, ww) != (cfg.img_height, cfg.img_width):
             raise ShapeError(
                 f"{name} frames are {hh}x{ww}; with layer_norm the model needs "
                 f"{cfg.img_height}x{cfg.img_width}"
             )
-        if hh % div or ww % (div * cfg.views):
-            raise ShapeError(f"{name} frame size {hh}x{ww} is not divisible by {div} (patch_size={cfg.patch_size})"
-                             + (f" with {cfg.views} views side by side" if cfg.views > 1 else ""))
+        if hh % div or ww % div:
+            raise ShapeError(f"{name} frame size {hh}x{ww} is not divisible by {div} (patch_size={cfg.patch_size})")
         if t < min_length:
             raise ShapeError(f"{name} needs at least {min_length} frames, got {t}")
         return b, t

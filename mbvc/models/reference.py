@@ -114,12 +114,6 @@ def export_reference_state_dict(model: torch.nn.Module) -> dict[str, torch.Tenso
     if config.residual_output:
         raise CheckpointError("a model with residual_output=True has no reference counterpart (the reference "
                               "predicts frames, not changes): it cannot be exported")
-    if config.views != 1:
-        raise CheckpointError(f"a model with views={config.views} has no reference counterpart (the reference "
-                              "takes one camera's frames): it cannot be exported")
-    if config.is_action and config.conv_on_input and config.encoder_downsample != 4:
-        raise CheckpointError(f"a model with encoder_downsample={config.encoder_downsample} has no reference "
-                              "counterpart (the reference's encoder shrinks frames 4x): it cannot be exported")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if not _is_fused(config):
         return state

@@ -1,6 +1,6 @@
 """Training of any :class:`~mbvc.models.WorldModel`: configs, the trainer, checkpoints, logging, DDP.
 
-Layering: ``mbvc.training.config`` (the ``train`` / ``eval`` sections) sits below
+Layering: ``mbvc.training.config`` (the ``train`` section) sits below
 :mod:`mbvc.config`, which composes every section into a ``RunConfig``; the run-level helpers
 here that read whole run configurations (``setup.load_resume_config``,
 ``artifacts.run_config_for``) import :mod:`mbvc.config` inside those functions, and nothing in
@@ -27,7 +27,7 @@ from typing import Any
 # Lazy, so that `import mbvc.config` (which needs only mbvc.training.config) does not load the
 # trainer, DataLoader and tqdm.
 _EXPORTS = {
-    "TrainConfig": "config", "EvalSettings": "config",
+    "TrainConfig": "config",
     "Trainer": "trainer", "TrainResult": "trainer", "TrainingDivergedError": "trainer",
     "seconds_per_iteration": "trainer",
     "build_trainer": "setup", "prepare_run_dir": "setup",

@@ -1,19 +1,20 @@
-"""The ``train`` and ``eval`` sections of a run configuration, as frozen dataclasses.
+"""The ``train`` section of a run configuration, as a frozen dataclass.
 
-Both are schemas for OmegaConf (:func:`mbvc.config.load_run_config` merges a preset's YAML into
-them), so an unknown key or a value of the wrong type is rejected with the file and key named.
+It is a schema for OmegaConf (:func:`mbvc.config.load_run_config` merges a preset's YAML into
+it), so an unknown key or a value of the wrong type is rejected with the file and key named.
+The ``eval`` section is :class:`mbvc.evaluation.EvalConfig`.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 from mbvc.errors import ConfigError, did_you_mean
 from mbvc.models.curriculum import CurriculumConfig
 
-if TYPE_CHECKING:
-    from mbvc.evaluation import EvalConfig
+log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -53,13 +54,6 @@ class TrainConfig:
         ema_decay: keep an exponential moving average of the weights with this decay (e.g.
             0.999: about the last 1000 iterations; warmed up as ``(1 + n) / (10 + n)``) and
             validate and export it instead of the last step's weights; 0 (default) disables it.
-        motion_weight: weight of an extra loss term, the squared error weighted by how much each
-            target pixel changed since the previous frame (:func:`mbvc.models.losses.motion_weighted_mse`);
-            0 disables it. Puts the loss on the few pixels that move (a pushed block).
-        l1_weight: weight of an extra loss term, the mean absolute error of the predicted frames
-            (:func:`mbvc.models.losses.l1_error`; the L1 + L2 objective of E3D-LSTM and others); 0
-            disables it. The absolute error is minimised by the median, not the mean, of what
-            may happen, so an uncertain push is drawn less as a faded average of outcomes.
         reverse_input: also train on the time-reversed sequence each iteration (a second
             optimiser step, the mean of both losses reported). Skipped for action models:
             reversing frames would pair every action with the wrong transition.
@@ -76,7 +70,6 @@ class TrainConfig:
         checkpoint_interval: iterations between checkpoints (the reference's ``snapshot_interval``).
         keep_last: training checkpoints kept besides the best one.
         best_metric: validation metric choosing the best checkpoint.
-        time_limit_min: stop (with a checkpoint and the model file) after this many minutes.
         time_budget_min: opt-in: fit ``iterations`` to this many minutes of training steps, by
             timing the real step (AMP, clipping, channels_last, every update of an iteration)
             before the run; the fitted count is logged and kept on resume. Validation and
@@ -97,8 +90,6 @@ class TrainConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float = 0.0
     ema_decay: float = 0.0
-    motion_weight: float = 0.0
-    l1_weight: float = 0.0
     reverse_input: bool = True
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     amp: str = "auto"
@@ -111,7 +102,6 @@ class TrainConfig:
     checkpoint_interval: int = 5000
     keep_last: int = 2
     best_metric: str = "mse"
-    time_limit_min: float | None = None
     time_budget_min: float | None = None
     progress: bool = True
     tensorboard: bool = True
@@ -124,9 +114,6 @@ class TrainConfig:
         for name in ("eval_interval", "warmup_iters", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("motion_weight", "l1_weight"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError(f"train needs lr > 0, weight_decay >= 0, grad_clip >= 0, got "
                               f"{self.lr=} {self.weight_decay=} {self.grad_clip=}")
@@ -134,8 +121,6 @@ class TrainConfig:
             raise ConfigError(f"train.ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ConfigError(f"train.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if self.time_limit_min is not None and self.time_limit_min <= 0:
-            raise ConfigError(f"train.time_limit_min must be > 0 or null, got {self.time_limit_min}")
         if self.time_budget_min is not None and self.time_budget_min <= 0:
             raise ConfigError(f"train.time_budget_min must be > 0 or null, got {self.time_budget_min}")
         _choice("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -162,59 +147,23 @@ class TrainConfig:
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * decay
 
 
-@dataclass(frozen=True)
-class EvalSettings:
-    """How a run is evaluated (the ``eval`` section of a preset).
+#: Keys of removed ``train`` options, with the value that meant "off". A run configuration that
+#: an older mbvc wrote still loads: the key is dropped, with a warning when it was in use.
+RETIRED = {
+    "motion_weight": (0.0, "the motion-weighted loss was removed"),
+    "l1_weight": (0.0, "the L1 loss term was removed"),
+    "time_limit_min": (None, "stopping after N minutes was removed; train.time_budget_min fits iterations"),
+}
 
-    The horizon is independent of the training length: KTH presets train 10 -> 10 and evaluate
-    10 -> 20, BAIR presets train 2 -> 10 and evaluate 2 -> 28, as the papers report.
 
-    Attributes:
-        context: K, frames given to the model.
-        horizon: frames predicted and scored.
-        batch_size: evaluation batch (every sequence is scored, the last batch may be smaller).
-        val_split: split used for validation during training.
-        test_split: split used by ``mbvc test``.
-        val_batches: batches per validation during training (bounds its cost); null = whole split.
-        lpips: compute LPIPS when its weights are found (reported unavailable otherwise).
-        lpips_convention: ``standard`` ([-1, 1] inputs) or ``reference`` ([0, 1], the reference's quirk).
-        lpips_alexnet: path of torchvision's ``alexnet-owt-7be5be79.pth`` (else searched for).
-        lpips_lin: path of LPIPS v0.1 ``alex.pth`` (else searched for).
-        num_samples: sequences drawn in the strips.
-    """
-
-    context: int = 10
-    horizon: int = 10
-    batch_size: int = 16
-    val_split: str = "val"
-    test_split: str = "test"
-    val_batches: int | None = 8
-    lpips: bool = True
-    lpips_convention: str = "standard"
-    lpips_alexnet: str | None = None
-    lpips_lin: str | None = None
-    num_samples: int = 4
-
-    def __post_init__(self) -> None:
-        _finite("eval", self)
-        if self.context < 1 or self.horizon < 1 or self.batch_size < 1:
-            raise ConfigError(f"eval needs context, horizon and batch_size >= 1, got "
-                              f"{self.context=} {self.horizon=} {self.batch_size=}")
-        if self.val_batches is not None and self.val_batches < 1:
-            raise ConfigError(f"eval.val_batches must be >= 1 or null, got {self.val_batches}")
-        _choice("eval.lpips_convention", self.lpips_convention, ("standard", "reference"))
-
-    @property
-    def seq_len(self) -> int:
-        """Frames an evaluation sequence needs: context + horizon."""
-        return self.context + self.horizon
-
-    def eval_config(self, max_batches: int | None = None, lpips: bool | None = None) -> EvalConfig:
-        """The :class:`mbvc.evaluation.EvalConfig` of these settings."""
-        from mbvc.evaluation import EvalConfig
-
-        return EvalConfig(
-            context=self.context, horizon=self.horizon, lpips=self.lpips if lpips is None else lpips,
-            lpips_convention=self.lpips_convention, lpips_alexnet=self.lpips_alexnet,
-            lpips_lin=self.lpips_lin, num_samples=self.num_samples, max_batches=max_batches,
-        )
+def without_retired(values: Any, source: str = "config") -> Any:
+    """A ``train`` mapping without the :data:`RETIRED` keys (other values are returned as they are)."""
+    if not isinstance(values, dict) or not set(RETIRED) & set(values):
+        return values
+    values = dict(values)
+    for key in sorted(set(RETIRED) & set(values)):
+        value = values.pop(key)
+        default, why = RETIRED[key]
+        if value != default:
+            log.warning("%s: train.%s=%r is ignored (%s)", source, key, value, why)
+    return values

@@ -8,6 +8,7 @@ built by the caller and handed over (:func:`mbvc.training.setup.build_trainer`).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -16,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -28,10 +29,13 @@ from mbvc.errors import CheckpointError, DataError, MbvcError
 from mbvc.models import Batch, WorldModel, build_model, save_model
 from mbvc.models.checkpoint import load_state_dict_checked
 from mbvc.training.checkpoint import CheckpointManager, rng_states, set_rng_states
-from mbvc.training.config import EvalSettings, TrainConfig
-from mbvc.training.distributed import BatchStream, DistInfo, all_reduce_mean, barrier, broadcast_flag
+from mbvc.training.config import TrainConfig
+from mbvc.training.distributed import BatchStream, DistInfo, all_reduce_mean, barrier
 from mbvc.training.ema import WeightEMA
 from mbvc.training.logger import Logger
+
+if TYPE_CHECKING:
+    from mbvc.evaluation import EvalConfig
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +102,7 @@ class Trainer:
         train_set: map-style dataset of ``{"frames": (T', C, H, W), "actions"?: (T', A)}``, T' >= T.
         run_dir: where checkpoints, metrics and the model file go (rank 0 writes).
         val_set: validation sequences of at least ``eval.context + eval.horizon`` frames.
-        eval_settings: the ``eval`` section (context, horizon, metrics).
+        eval_settings: the ``eval`` section, an :class:`mbvc.evaluation.EvalConfig` (context, horizon, metrics).
         config_yaml: the resolved run configuration, stored in every checkpoint.
         info: rank and world size.
         device: defaults to :func:`resolve_device` of ``cfg.device``.
@@ -106,7 +110,7 @@ class Trainer:
     """
 
     def __init__(self, model: WorldModel, cfg: TrainConfig, train_set: Dataset, run_dir: str | Path, *,
-                 val_set: Dataset | None = None, eval_settings: EvalSettings | None = None,
+                 val_set: Dataset | None = None, eval_settings: EvalConfig | None = None,
                  config_yaml: str = "", info: DistInfo = DistInfo(), device: torch.device | None = None,
                  logger: Logger | None = None) -> None:
         self.cfg, self.info, self.run_dir = cfg, info, Path(run_dir)
@@ -172,6 +176,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any], source: str = "checkpoint") -> None:
         """Restore a state from :meth:`state_dict` (model, optimiser, scheduler, data, RNGs)."""
         saved = state.get("model_config", {})
+        with contextlib.suppress(MbvcError):  # what an older mbvc wrote, without removed keys
+            saved = type(self.mcfg).from_dict(saved).to_dict()
         if saved != self.mcfg.to_dict():
             diff = sorted(k for k in set(saved) | set(self.mcfg.to_dict())
                           if saved.get(k) != self.mcfg.to_dict().get(k))
@@ -279,9 +285,9 @@ class Trainer:
 
             settings = self.eval_settings
             if self._val_lpips and self._lpips is None:
-                self._lpips, status = resolve_lpips(settings.eval_config(), self.device)
+                self._lpips, status = resolve_lpips(settings, self.device)
                 self._val_lpips = status.available  # absent weights: warn once, not every validation
-            cfg = settings.eval_config(max_batches=settings.val_batches, lpips=self._val_lpips)
+            cfg = settings.replace(max_batches=settings.val_batches, lpips=self._val_lpips)
             result = evaluate(self.inference_model, self.val_loader, cfg, device=self.device,
                               lpips_module=self._lpips)
             for method in result.methods:
@@ -331,7 +337,7 @@ class Trainer:
         barrier(self.info)
 
     def fit(self, resume: bool = False) -> TrainResult:
-        """Train until ``cfg.iterations`` (or ``cfg.time_limit_min``), then export the model.
+        """Train until ``cfg.iterations`` (fitted first to ``cfg.time_budget_min`` if set), then export the model.
 
         Args:
             resume: continue from the newest checkpoint of the run folder.
@@ -347,7 +353,6 @@ class Trainer:
         if self.cfg.time_budget_min is not None and self.seconds_per_iteration is None:
             self.fit_time_budget()
         cfg, start = self.cfg, time.monotonic()
-        limit = None if cfg.time_limit_min is None else cfg.time_limit_min * 60
         last_eval: dict[str, float] = {}
         losses: list[float] = []
         saved_at = evaluated_at = self.iteration
@@ -378,10 +383,6 @@ class Trainer:
                     saved_at = itr
                 if itr % cfg.log_interval == 0 or evaluated_at == itr:
                     self.logger.dump(itr)
-                # Rank 0's clock decides, so every process stops at the same iteration.
-                if limit is not None and broadcast_flag(time.monotonic() - start > limit, self.info, self.device):
-                    log.info("time limit of %.1f min reached at iteration %d", cfg.time_limit_min, itr)
-                    break
         if evaluated_at != self.iteration or (not last_eval and self.val_loader is not None):
             last_eval = self.validate()
             self.logger.record("time/elapsed_s", time.monotonic() - start)
@@ -437,7 +438,7 @@ def seconds_per_iteration(model: WorldModel, cfg: TrainConfig, train_set: Datase
         device: defaults to :func:`resolve_device` of ``cfg.device``.
     """
     saved = rng_states()
-    probe_cfg = dataclasses.replace(cfg, progress=False, time_budget_min=None, time_limit_min=None)
+    probe_cfg = dataclasses.replace(cfg, progress=False, time_budget_min=None)
     device = device or resolve_device(cfg.device, info)
     try:
         copy = build_model(model.config)

@@ -79,3 +79,39 @@ def test_mnist_seq_trimmed(tmp_path):
     assert build_dataset(cfg, "test")[0]["frames"].shape == (10, 1, 8, 8)
     with pytest.raises(DataError, match="shorter than the window of 30"):
         build_dataset(DataConfig(name="mnist_seq", test_paths=(str(tmp_path / "m.npy"),), seq_len=30), "test")
+
+
+#: A ``data`` section as mbvc wrote it into a run's config.yaml before the per-dataset classes.
+OLD_SECTION = {"name": "kth", "root": "data/kth", "train_paths": [], "val_paths": [], "test_paths": [], "seq_len": 20,
+               "eval_seq_len": 0, "stride": None, "eval_stride": None, "image_size": 128, "uint8": True,
+               "cache_dir": "", "seed": 0, "train_size": 0, "val_size": 2000, "test_size": 3000, "num_digits": 2,
+               "image_key": "image_aux1", "kth_source": "auto", "grey": False, "array_key": "", "skip_short": False}
+
+
+def test_each_dataset_has_its_own_config_class_with_only_its_settings():
+    from dataclasses import asdict, replace
+
+    from mbvc.data import DATASETS, KTHData, MovingMNISTData
+
+    kth = DataConfig(name="kth", root="/x", image_size=64)
+    assert type(kth) is KTHData and isinstance(kth, DataConfig) and not hasattr(kth, "train_size")
+    assert set(asdict(kth)) == {"name", "seq_len", "eval_seq_len", "stride", "eval_stride", "uint8", "root",
+                                "image_size", "cache_dir", "kth_source", "skip_short"}
+    assert type(DataConfig()) is MovingMNISTData and type(replace(kth, seq_len=4)) is KTHData
+    assert all(cls().name == name for name, cls in DATASETS.items() if name not in ("kth", "bair"))
+    with pytest.raises(ConfigError, match="data.train_size is not a setting of the kth data; its settings: name"):
+        DataConfig(name="kth", root="/x", train_size=3)
+
+
+def test_an_old_flat_data_section_loads_and_a_foreign_setting_is_ignored_with_a_warning(caplog):
+    from mbvc.data import KTHData
+
+    assert DataConfig.from_dict(OLD_SECTION) == KTHData(root="data/kth", image_size=128, uint8=True)
+    assert not caplog.records
+    # a Moving MNIST preset switched to the reference's files (`--set data.name=mnist_npz ...`)
+    with caplog.at_level("WARNING"):
+        cfg = DataConfig.from_dict({"name": "mnist_npz", "train_size": 10000, "train_paths": ["a.npz"], "seq_len": 20})
+    assert cfg.train_paths == ("a.npz",)
+    assert "data.train_size=10000 is not a setting of the mnist_npz data" in caplog.text
+    with pytest.raises(ConfigError, match="unknown data config key 'num_digit'.*Did you mean 'num_digits'"):
+        DataConfig.from_dict({"name": "kth", "root": "/x", "num_digit": 3})

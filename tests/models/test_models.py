@@ -46,30 +46,44 @@ def test_action_models_both_input_settings_run(conv_on_input):
     assert model.predict(frames[:, :3], 7, torch.randn(2, 9, 3)).shape == (2, 7, 1, 16, 16)
 
 
-@pytest.mark.parametrize("layer_norm", [False, True])
-def test_encoder_downsample_2_runs_the_recurrent_layers_on_a_finer_map(layer_norm):
-    from mbvc.errors import CheckpointError
-    from mbvc.models import export_reference_state_dict
-
-    cfg = tiny_config("action_cond_predrnn_v2", encoder_downsample=2, layer_norm=layer_norm, img_channel=3)
-    model = build_model(cfg)
-    seen = []
-    model.cell_list[0].register_forward_hook(lambda mod, args, out: seen.append(out[0].shape[-2:]))
-    frames, mask, actions = _inputs(cfg)
-    out = model(frames, mask, actions)
-    assert out.frames.shape == (2, 5, 3, 16, 16) and seen[0] == (4, 4)  # 8x8 patches: a 4x4 map, not 2x2
-    out.loss.backward()
-    assert all(p.grad is not None for p in model.parameters())
-    assert model.predict(frames[:, :3], 7, torch.randn(2, 9, 3)).shape == (2, 7, 3, 16, 16)
-    # the reference layout's parameter names, but another network: not exportable
-    reference = build_model(tiny_config("action_cond_predrnn_v2", layer_norm=layer_norm, img_channel=3))
-    assert set(model.state_dict()) == set(reference.state_dict())
-    with pytest.raises(CheckpointError, match="encoder_downsample=2"):
-        export_reference_state_dict(model)
-    with pytest.raises(ConfigError, match="encoder_downsample must be 4"):
-        tiny_config("action_cond_predrnn_v2", encoder_downsample=3)
-    with pytest.raises(ConfigError, match="divisible by encoder_downsample=4"):
+def test_conv_on_input_needs_patched_frames_divisible_by_4():
+    with pytest.raises(ConfigError, match="img_width/patch_size = 9 must be divisible by 4"):
         tiny_config("action_cond_predrnn_v2", img_width=18)
+
+
+def test_retired_model_keys_load_at_their_only_value_and_are_refused_otherwise():
+    """Model files and run configs written before ``views`` / ``encoder_downsample`` were removed."""
+    from mbvc.models import model_config_from_dict
+
+    new = tiny_config("action_cond_predrnn_v2").to_dict()
+    assert "views" not in new and "encoder_downsample" not in new
+    assert model_config_from_dict({**new, "views": 1, "encoder_downsample": 4}).to_dict() == new
+    for key, value in (("views", 2), ("encoder_downsample", 2)):
+        with pytest.raises(ConfigError, match=f"model.{key}={value} is no longer supported") as e:
+            model_config_from_dict({**new, key: value})
+        assert "\n" not in str(e.value)
+
+
+def test_model_names_come_from_the_registry():
+    from mbvc.models import model_families, register_model_family
+    from mbvc.models.base import _FAMILIES
+
+    with pytest.raises(ConfigError, match="unknown model name 'predrnn_v3'.*'predrnn_v2'"):
+        ModelConfig(name="predrnn_v3")
+    assert {"predrnn", "predrnn_v2", "action_cond_predrnn", "action_cond_predrnn_v2", "convlstm",
+            "action_cond_convlstm"} <= set(model_families())
+
+    class OtherConfig:
+        pass
+
+    register_model_family("other_family", OtherConfig, lambda cfg: None)
+    try:
+        with pytest.raises(ConfigError, match="'other_family' is registered with OtherConfig, not ModelConfig"):
+            ModelConfig(name="other_family")
+        register_model_family("predrnn_subclassed", ModelConfig, lambda cfg: None)
+        assert ModelConfig(name="predrnn_subclassed").name == "predrnn_subclassed"  # two lines register a name
+    finally:
+        _FAMILIES.pop("other_family"), _FAMILIES.pop("predrnn_subclassed", None)
 
 
 def test_actions_change_predictions():
@@ -287,41 +301,4 @@ def test_residual_output_has_no_reference_export():
 
     model = build_model(tiny_config("action_cond_predrnn_v2", residual_output=True))
     with pytest.raises(CheckpointError, match="residual_output"):
-        export_reference_state_dict(model)
-
-
-def test_views_side_by_side_are_the_same_model_as_their_views_stacked_as_channels():
-    """``views=2``: frames C x H x 2W hold two cameras; the model is the 2C-channel model of the folded frames."""
-    from mbvc.models.patch import fold_views, unfold_views
-
-    frames = torch.rand(2, 5, 3, 8, 32)
-    folded = fold_views(frames, 2)
-    assert folded.shape == (2, 5, 6, 8, 16) and torch.equal(folded[:, :, 3:], frames[..., 16:])
-    assert torch.equal(unfold_views(folded, 2), frames)
-    assert torch.equal(unpatchify(patchify(frames, 2, views=2), 2, views=2), frames)
-    common = dict(name="action_cond_predrnn_v2", num_hidden=(8,), filter_size=3, patch_size=1, img_height=8,
-                  input_length=2, total_length=5, num_action_ch=2)
-    torch.manual_seed(0)
-    two = build_model(ModelConfig(img_channel=3, img_width=32, views=2, **common))
-    stacked = build_model(ModelConfig(img_channel=6, img_width=16, **common))
-    stacked.load_state_dict(two.state_dict())  # the same parameter shapes
-    actions = torch.rand(2, 5, 2)
-    out = two(frames, torch.ones(2, 3), actions)
-    ref = stacked(folded, torch.ones(2, 3), actions)
-    assert torch.allclose(out.loss, ref.loss) and torch.allclose(out[0], unfold_views(ref[0], 2))
-    assert torch.allclose(two.predict(frames[:, :2], 3, actions), unfold_views(stacked.predict(folded[:, :2], 3, actions), 2))
-    with pytest.raises(ConfigError, match="views"):
-        ModelConfig(img_channel=3, img_width=30, views=4, **common)
-    with pytest.raises(ShapeError, match="2 views"):
-        two.predict(torch.rand(1, 2, 3, 8, 36), 1, actions[:1])
-
-
-def test_a_model_with_views_cannot_be_exported_to_the_reference():
-    from mbvc.errors import CheckpointError
-    from mbvc.models.reference import export_reference_state_dict
-
-    model = build_model(ModelConfig(name="action_cond_predrnn_v2", num_hidden=(8,), filter_size=3, patch_size=1,
-                                    img_channel=3, img_width=32, img_height=8, views=2, input_length=2,
-                                    total_length=5, num_action_ch=2))
-    with pytest.raises(CheckpointError, match="views=2"):
         export_reference_state_dict(model)

@@ -115,14 +115,15 @@ def test_interface_requires_the_inference_methods():
 
 
 def test_trainer_trains_validates_and_exports_another_family(tmp_path, toy_family):
-    from mbvc.training import EvalSettings, TrainConfig, Trainer
+    from mbvc.evaluation import EvalConfig
+    from mbvc.training import TrainConfig, Trainer
 
     cfg = TrainConfig(iterations=6, batch_size=4, lr=1e-2, progress=False, tensorboard=False,
                       eval_interval=3, checkpoint_interval=3, log_interval=1)
     model = build_model(LinearConfig())
     before = model.map.weight.detach().clone()
     trainer = Trainer(model, cfg, Sequences(), tmp_path, val_set=Sequences(),
-                      eval_settings=EvalSettings(context=2, horizon=3, batch_size=4, lpips=False, val_batches=1))
+                      eval_settings=EvalConfig(context=2, horizon=3, batch_size=4, lpips=False, val_batches=1))
     result = trainer.fit()
     assert model.seen_steps == [1, 2, 3, 4, 5, 6]  # one update per iteration: the default
     assert result.iteration == 6 and len(result.losses) == 6

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from mbvc.config import RunConfig, load_run_config, preset_names
 from mbvc.errors import ConfigError
@@ -110,3 +111,27 @@ def test_kth_and_bair_evaluate_as_the_paper_whatever_the_training_length(name):
         assert cfg.data_for("train").seq_len == cfg.model.total_length < context + horizon
         for split in ("val", "test"):  # 30-frame evaluation windows, independent of the training window
             assert cfg.data_for(split).eval_seq_len == context + horizon == 30
+
+
+def test_a_run_config_written_before_the_options_were_removed_still_loads(tmp_path, caplog):
+    """``config.yaml`` of an older run: retired keys at their "off" value are dropped silently, a
+    train key in use is dropped with a warning, a model key of another architecture is refused in one line."""
+    old = load_run_config("mnist-predrnn-v2-small").to_dict()
+    old["model"].update(views=1, encoder_downsample=4)
+    old["train"].update(motion_weight=0.0, l1_weight=0.0, time_limit_min=None)
+    old["data"].update(root="", train_paths=[], cache_dir="", image_key="image_aux1", kth_source="auto",
+                       grey=False, array_key="", skip_short=False)  # one flat class for every dataset
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(old))
+    assert load_run_config(path).to_dict() == load_run_config("mnist-predrnn-v2-small").to_dict()
+    assert not caplog.records
+    old["train"].update(time_limit_min=0.75, motion_weight=100.0)
+    path.write_text(yaml.safe_dump(old))
+    with caplog.at_level("WARNING"):
+        assert load_run_config(path).train == load_run_config("mnist-predrnn-v2-small").train
+    assert "train.motion_weight=100.0 is ignored" in caplog.text and "train.time_limit_min=0.75" in caplog.text
+    old["model"]["views"] = 2
+    path.write_text(yaml.safe_dump(old))
+    with pytest.raises(ConfigError, match=r"config.yaml: model: model.views=2 is no longer supported") as e:
+        load_run_config(path)
+    assert "\n" not in str(e.value)

@@ -142,6 +142,19 @@ def test_resume_refuses_another_model(tmp_path):
         build_trainer(other, run, resume=True).fit(resume=True)
 
 
+def test_a_checkpoint_of_an_older_mbvc_resumes(tmp_path):
+    """Its model config still holds the keys of removed options (``views``, ``encoder_downsample``)."""
+    cfg = tiny_config("train.iterations=2", "train.checkpoint_interval=1")
+    run = prepare_run_dir(tmp_path / "run", cfg, resume=False)
+    trainer = build_trainer(cfg, run)
+    trainer.fit()
+    state = trainer.state_dict()
+    state["model_config"] = {**state["model_config"], "views": 1, "encoder_downsample": 4}
+    again = build_trainer(tiny_config("train.iterations=4"), run, resume=True)
+    again.load_state_dict(state)
+    assert again.iteration == 2
+
+
 def test_non_finite_weights_are_never_checkpointed(tmp_path):
     # A finite loss followed by an update that leaves NaN weights (no clipping to catch it):
     # the checkpoint due at that iteration must not be written.
@@ -190,7 +203,7 @@ def test_bair_validates_2_to_28_whatever_the_training_length(tmp_path, preset):
     assert math.isfinite(result.last_eval["eval/mse"]) and "eval_copy_last/mse" in result.last_eval
     from mbvc.evaluation import evaluate
 
-    scored = evaluate(trainer.model, trainer.val_loader, cfg.eval.eval_config())
+    scored = evaluate(trainer.model, trainer.val_loader, cfg.eval)
     assert scored.num_sequences == 4 and len(scored.per_frame["model"]["mse"]) == 28
 
 
