@@ -150,6 +150,23 @@ def dataclass_defaults(sections: dict[str, type]) -> dict[str, Any]:
     return flat
 
 
+def retired_settings() -> dict[str, Any]:
+    """Dotted key -> value of settings an older mbvc recorded and this one no longer has, at the value
+    that behaves as today (a removed option when off; another dataset's fields at their defaults)."""
+    from mbvc.data.config import DATASETS
+    from mbvc.models.config import RETIRED as MODEL
+    from mbvc.training.config import RETIRED as TRAIN
+
+    retired = {f"model.{k}": v for k, (v, _) in MODEL.items()}
+    retired.update({f"train.{k}": v for k, (v, _) in TRAIN.items()})
+    retired.update({"cost.views": 1, "cost.carry_below": 0.0, "cost.carry_radius": 5.0, "plan.shift_elites": False,
+                    "planner.shift_elites": False, "demo.train_minutes": None})  # removed in the cleanup (benchmarks/NOTES.md)
+    for cls in DATASETS.values():  # the data section once held every dataset's fields
+        for key, value in dataclass_defaults({"data": cls}).items():
+            retired.setdefault(key, value)
+    return retired
+
+
 def settings_diff(before: dict[str, Any], now: dict[str, Any],
                   defaults: dict[str, Any] | None = None) -> list[str]:
     """The settings that differ, as ``"section.key: was X, now Y"`` (dotted paths into nested sections).
@@ -157,17 +174,21 @@ def settings_diff(before: dict[str, Any], now: dict[str, Any],
     A key the record lacks is said to be absent (a record written by an older mbvc, before the
     setting existed), so the message names the one setting rather than a whole section. With
     ``defaults`` (dotted key -> value, :func:`dataclass_defaults`), an absent key whose value now is
-    its default is no difference: the older mbvc behaved as that default.
+    its default is no difference: the older mbvc behaved as that default. Likewise a key the
+    record has and this mbvc no longer does is no difference at its :func:`retired_settings` value.
     """
     a, b, defaults = _flatten(before), _flatten(now), defaults or {}
+    retired = retired_settings() if set(a) - set(b) else {}
     out = []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key, _ABSENT), b.get(key, _ABSENT)
         if x is _ABSENT and key in defaults and y == defaults[key]:
+            continue
+        if y is _ABSENT and key in retired and x == retired[key]:
             continue
         if x != y:
             out.append(f"{key}: was {'absent' if x is _ABSENT else repr(x)}, now {'absent' if y is _ABSENT else repr(y)}")
     return out
 
 
-__all__ = ["StageRecord", "Stages", "dataclass_defaults", "prepare_out_dir", "settings_diff"]
+__all__ = ["StageRecord", "Stages", "dataclass_defaults", "prepare_out_dir", "retired_settings", "settings_diff"]

@@ -32,7 +32,7 @@ training again).
 Usage:
     nohup python benchmarks/forecasting.py --set cpu --threads 1 > forecasting.log 2>&1 &
     python benchmarks/forecasting.py --set gpu --device cuda
-    python benchmarks/forecasting.py --tiny --out /tmp/fc   # seconds: checks the plumbing
+    python benchmarks/forecasting.py --tiny --out runs/fc   # seconds: checks the plumbing
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ The decode time alone (``decode_only``) is measured too, as the floor of a singl
 Usage::
 
     python benchmarks/kth_convert.py                 # writes benchmarks/results/kth_convert.{json,md}
-    python benchmarks/kth_convert.py --videos 8 --frames 60 --out /tmp/kth
+    python benchmarks/kth_convert.py --videos 8 --frames 60 --out runs/kth
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ upper reference the world model never gets).
 
 Usage:
     python benchmarks/sb3_baselines.py --env mbvc/Reacher-v0 --steps 10000 --episodes 50
-    python benchmarks/sb3_baselines.py --algos ppo --observations state --steps 500 --episodes 2 --out /tmp/sb3.json
+    python benchmarks/sb3_baselines.py --algos ppo --observations state --steps 500 --episodes 2 --out runs/sb3.json
 
 Writes ``--out`` (JSON) and the same name with ``.md``; trained models stay in ``--work-dir``
 (a second run with the same folder evaluates them without training again).

@@ -22,7 +22,7 @@ model in ``--run-dir`` (``model.safetensors``, usable by ``mbvc test`` / ``mbvc 
 
 Usage:
     nohup python benchmarks/train_budget.py --threads 1 > train_budget.log 2>&1 &   # 20 min
-    python benchmarks/train_budget.py --budget-min 2 --evals 2 --test-size 64 --out /tmp/trial
+    python benchmarks/train_budget.py --budget-min 2 --evals 2 --test-size 64 --out runs/trial
 """
 from __future__ import annotations
 

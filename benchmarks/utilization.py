@@ -37,7 +37,7 @@ another job has descheduled, and a small model's step runs several times slower.
 Usage:
     python benchmarks/utilization.py --threads 1                 # every preset, as shipped
     python benchmarks/utilization.py --presets push-demo,mnist-predrnn-v2-small --threads 2
-    python benchmarks/utilization.py --quick --out /tmp/util.json  # seconds: tiny models (a check)
+    python benchmarks/utilization.py --quick --out runs/util.json  # seconds: tiny models (a check)
 
 Writes benchmarks/results/utilization_cpu.json and .md (``--out`` changes the path).
 """

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     trained = load_trained(args.checkpoint, "best" if args.best else "final")
     cfg = trained.model.config
     k = cfg.input_length if args.context_length is None else args.context_length
-    check_in_memory_size(args.num_frames * cfg.img_channel * cfg.img_height * cfg.img_width * getattr(cfg, "views", 1) * 4 * 2,
+    check_in_memory_size(args.num_frames * cfg.img_channel * cfg.img_height * cfg.img_width * 4 * 2,
                          f"-n {args.num_frames}", "prediction")
     context = read_context(args.context, cfg, k, grey=args.grey)
     actions = None

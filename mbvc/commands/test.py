@@ -61,10 +61,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = build_dataset(cfg.data_for(split), split)
     loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False,
                         num_workers=cfg.train.num_workers, pin_memory=device.type == "cuda")
-    if hasattr(cfg.eval, "eval_config"):  # the eval section before it became an EvalConfig itself
-        eval_cfg = cfg.eval.eval_config(max_batches=args.max_batches)
-    else:
-        eval_cfg = cfg.eval if args.max_batches is None else cfg.eval.replace(max_batches=args.max_batches)
+    eval_cfg = cfg.eval if args.max_batches is None else cfg.eval.replace(max_batches=args.max_batches)
     result = evaluate(trained.model.to(device), loader, eval_cfg, device=device, progress=True)
     if args.output is not None:
         out = args.output

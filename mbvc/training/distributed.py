@@ -84,15 +84,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def broadcast_flag(flag: bool, info: DistInfo, device: torch.device) -> bool:
-    """Rank 0's ``flag`` on every process."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
-
-
 def _collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return torch.utils.data.default_collate(samples)
 

@@ -106,6 +106,10 @@ def test_a_record_from_an_older_mbvc_resumes_when_new_settings_are_at_their_defa
     record = json.loads((old / "train.json").read_text())
     assert record["settings"]["train"]["ema_decay"] == 0.0  # at its default in the tiny configuration
     del record["settings"]["train"]["ema_decay"]  # as written before the setting existed
+    # and with options removed since, recorded at the values that behave as today
+    record["settings"]["model"].update(views=1, encoder_downsample=4)
+    record["settings"]["train"].update(motion_weight=0.0, time_limit_min=None)
+    record["settings"]["data"]["train_size"] = 0  # a moving_mnist field at its default, one the data section once held
     (old / "train.json").write_text(json.dumps(record))
     report = run_demo(settings, old)  # (an earlier test may have left another plan stage there)
     assert report["skipped"][:2] == ["collect", "train"] and report["training"] == first["training"]

@@ -36,3 +36,16 @@ def test_a_run_folder_already_used_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("benchmarks/train_budget.py: error:") and str(run_dir) in err and "\n" not in err
     assert not (tmp_path / "out.json").exists()
+
+
+def test_a_time_budget_goes_through_train_time_budget_min(tmp_path):
+    """The benchmark's budget is the library's one (``train.time_budget_min``): it fixes the count first."""
+    from benchmarks.train_budget import main
+
+    args = TINY[:-2]  # without --iterations 4
+    out = tmp_path / "budget"
+    assert main([*args, "--budget-min", "0.02", "--run-dir", str(tmp_path / "run"), "--out", str(out)]) == 0
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["budget_min"] == 0.02 and report["fitted_iterations"] >= 1
+    assert report["config"]["train"]["time_budget_min"] == 0.02
+    assert report["curve"][-1]["iteration"] == report["fitted_iterations"]  # trained the fitted count, no more
