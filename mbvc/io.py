@@ -84,6 +84,20 @@ def make_output_folder(path: str | os.PathLike, option: str = "-o") -> Path:
 
 
 @contextlib.contextmanager
+def _replacing(tmp: str, path: Path) -> Iterator[None]:
+    """Rename ``tmp`` to ``path`` when the block succeeds; remove it when it fails (a write error: ``OutputError``)."""
+    try:
+        yield
+        os.replace(tmp, path)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError) and _is_write_error(e):
+            raise output_error(path, e) from None
+        raise
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     """Open a temporary file next to ``path``; on success fsync it and rename it to ``path``.
 
@@ -101,22 +115,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
         fd, tmp = _fresh_temp(path, ".tmp")
     except OSError as e:
         raise output_error(path, e) from None
-    try:
+    with _replacing(tmp, path):
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if _is_write_error(e):
-            raise output_error(path, e) from None
-        raise
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -132,19 +135,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.close(fd)
     except OSError as e:
         raise output_error(path, e) from None
-    try:
+    with _replacing(tmp, path):
         yield Path(tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if _is_write_error(e):
-            raise output_error(path, e) from None
-        raise
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def check_output_file(path: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike] = (),
