@@ -8,10 +8,17 @@ commands and scripts call before any MuJoCo import, never on ``import envs``), a
 overrides a user's choice.
 
 Without a GPU, EGL renders with Mesa's llvmpipe, which cannot share a process with
-TensorFlow (see :func:`keep_tensorflow_out` and :func:`check_llvm_clash`).
+TensorFlow (see :func:`keep_tensorflow_out` and :func:`check_llvm_clash`). Every env of this
+package calls :func:`prepare_render` before its first frame, so plain gymnasium use is safe in
+any import order: TensorFlow loaded first is a clear :class:`~mbvc.errors.EnvError`; once Mesa is
+loaded, TensorBoard (e.g. through stable-baselines3) skips TensorFlow and a direct
+``import tensorflow`` raises :class:`TensorflowAfterMesaError` (an ``ImportError``) instead of
+crashing the process.
 """
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import logging
 import os
 import sys
@@ -19,7 +26,7 @@ import types
 from pathlib import Path
 from typing import Any
 
-from mbvc.errors import EnvError
+from mbvc.errors import EnvError, MbvcError
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +110,61 @@ def keep_tensorflow_out() -> bool:
     return True
 
 
+class TensorflowAfterMesaError(MbvcError, ImportError):
+    """``import tensorflow`` in a process that has rendered with Mesa's CPU rasterizer (it would segfault)."""
+
+
+class _NoTensorflowAfterMesa(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes ``import tensorflow`` a clear ImportError: loading it now would crash the process.
+
+    ``importlib.util.find_spec("tensorflow")`` still answers (tensorflow is installed), so code
+    that only probes for it keeps working; the import itself raises.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "tensorflow":
+            return None
+        return importlib.machinery.ModuleSpec(name, self)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        raise TensorflowAfterMesaError(
+            "tensorflow cannot be imported in this process: MuJoCo has rendered here with Mesa's CPU "
+            "rasterizer (MUJOCO_GL=" + os.environ.get("MUJOCO_GL", "") + ", no GPU EGL vendor), and loading "
+            "tensorflow's LLVM copy next to it segfaults. Import tensorflow before the first render "
+            "(rendering then raises a clear error), or run the tensorflow code in another process.",
+            name="tensorflow")
+
+    def exec_module(self, module: types.ModuleType) -> None:  # pragma: no cover - create_module raised
+        self.create_module(module.__spec__)
+
+
+def prepare_render() -> None:
+    """What every env of this package does before it renders (idempotent, cheap).
+
+    * TensorFlow already loaded and Mesa's CPU rasterizer about to render: :class:`EnvError`
+      (:func:`check_llvm_clash`) instead of a segfault;
+    * on Mesa: TensorBoard's TensorFlow-free marker (:func:`keep_tensorflow_out`), so that
+      stable-baselines3 / ``torch.utils.tensorboard`` imported later do not load TensorFlow, and a
+      guard that turns a later direct ``import tensorflow`` into :class:`TensorflowAfterMesaError`.
+
+    Raises:
+        EnvError: tensorflow is loaded and rendering would be on Mesa's CPU rasterizer.
+    """
+    backend = os.environ.get("MUJOCO_GL", "")
+    if backend in _PREPARED and "tensorflow" not in sys.modules:
+        return  # every frame of PixelObservation / Reacher comes here: skip the vendor look-up
+    check_llvm_clash()
+    if mesa_software_gl():
+        keep_tensorflow_out()
+        if not any(isinstance(finder, _NoTensorflowAfterMesa) for finder in sys.meta_path):
+            sys.meta_path.insert(0, _NoTensorflowAfterMesa())
+    _PREPARED.add(backend)
+
+
+#: MUJOCO_GL values :func:`prepare_render` has run for in this process.
+_PREPARED: set[str] = set()
+
+
 def check_llvm_clash() -> None:
     """Refuse to render on Mesa's CPU rasterizer in a process that has loaded TensorFlow.
 
@@ -148,7 +210,7 @@ def make_renderer(model: Any, height: int, width: int) -> Any:
     """
     mujoco = import_mujoco()
 
-    check_llvm_clash()
+    prepare_render()
     backend = os.environ.get("MUJOCO_GL", "<unset: glfw>")
     try:
         return mujoco.Renderer(model, height=height, width=width)

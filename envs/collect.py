@@ -78,13 +78,39 @@ class CollectConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("num_episodes", "num_envs", "shard_size", "image_size"):
+        """Refuse invalid settings before anything is created or written (they would be locked into the spec)."""
+        for name in ("num_episodes", "num_envs", "shard_size", "image_size", "seed"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < (0 if name == "num_episodes" else 1):
-                raise ConfigError(f"CollectConfig.{name} must be a positive int, got {value!r}")
+            low = 0 if name in ("num_episodes", "seed") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"CollectConfig.{name} must be an int >= {low}, got {value!r}")
         length = self.episode_length
-        if length is not None and (not isinstance(length, int) or length < 1):
+        if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
             raise ConfigError(f"CollectConfig.episode_length must be a positive int or None, got {length!r}")
+        noise, prob = self.noise_std, self.random_prob
+        if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not 0 <= noise < float("inf"):
+            raise ConfigError(f"CollectConfig.noise_std must be a finite number >= 0, got {noise!r}")
+        if not isinstance(prob, (int, float)) or isinstance(prob, bool) or not 0 <= prob <= 1:
+            raise ConfigError(f"CollectConfig.random_prob must be a probability in [0, 1], got {prob!r}")
+        for name in ("env_id", "policy"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ConfigError(f"CollectConfig.{name} must be a non-empty string, got {getattr(self, name)!r}")
+        for name in ("env_kwargs", "policy_kwargs"):
+            value = getattr(self, name)
+            if not isinstance(value, dict):
+                raise ConfigError(f"CollectConfig.{name} must be a dict, got {value!r}")
+        own = sorted({"image_size", "episode_length", "render_mode"} & set(self.env_kwargs))
+        if own:
+            raise ConfigError(f"CollectConfig.env_kwargs must not set {', '.join(own)}, got {self.env_kwargs!r}: "
+                              "the collection's own image_size and episode_length (--image-size, --episode-length) "
+                              "are passed to the env, and frames are always rendered")
+        for name in ("env_kwargs", "policy_kwargs"):
+            value = getattr(self, name)
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"CollectConfig.{name} must be JSON-serialisable (it is stored in the "
+                                  f"folder's manifest), got {value!r}: {exc}") from None
 
     def spec(self) -> dict[str, Any]:
         """The JSON description stored with the data (and compared on resume)."""
@@ -247,6 +273,7 @@ def collect(root: str | os.PathLike, cfg: CollectConfig,
         ``is_success`` in the env's info).
     """
     from mbvc.data.rollouts import RolloutWriter
+    from mbvc.data.store import MANIFEST
 
     env_fn = partial(make_env, cfg.env_id, cfg.image_size, cfg.episode_length, **cfg.env_kwargs)
     probe = env_fn()  # the policies' view of the spaces; in serial mode also the env that runs
@@ -255,20 +282,53 @@ def collect(root: str | os.PathLike, cfg: CollectConfig,
         # One policy per worker: agents keep per-episode state (histories, plans).
         policies = [make_policy(cfg.policy, probe, None, cfg.noise_std, cfg.random_prob, cfg.policy_kwargs)
                     for _ in range(cfg.num_envs)]
-        with RolloutWriter(root, cfg.spec(), cfg.shard_size) as writer:
-            first = writer.num_episodes
-            todo = max(cfg.num_episodes - first, 0)
-            logger.info("collecting %d episodes of %s with the %s policy into %s (%d already there, %d workers)",
-                        todo, cfg.env_id, cfg.policy, root, first, cfg.num_envs)
-            start_time = time.perf_counter()
-            new = _collect_into(writer, cfg, probe, policies, first, todo, on_episode)
-            seconds = time.perf_counter() - start_time
-            total = writer.num_episodes
+        folder_existed, store_existed = Path(root).exists(), (Path(root) / MANIFEST).exists()
+        try:
+            with RolloutWriter(root, cfg.spec(), cfg.shard_size) as writer:
+                first = writer.num_episodes
+                todo = max(cfg.num_episodes - first, 0)
+                logger.info("collecting %d episodes of %s with the %s policy into %s (%d already there, %d workers)",
+                            todo, cfg.env_id, cfg.policy, root, first, cfg.num_envs)
+                start_time = time.perf_counter()
+                new = _collect_into(writer, cfg, probe, policies, first, todo, on_episode)
+                seconds = time.perf_counter() - start_time
+                total = writer.num_episodes
+        except BaseException:
+            if not store_existed:  # a new folder must not keep a spec that never produced an episode
+                _remove_empty_store(Path(root), remove_folder=not folder_existed)
+            raise
     finally:
         probe.close()
     frames = sum(n for n, _ in new)
     rate = float(np.mean([ok for _, ok in new])) if new else None
     return CollectStats(total, len(new), frames, seconds, rate)
+
+
+def _remove_empty_store(root: Path, remove_folder: bool) -> None:
+    """Take back a store this collection created when it failed before its first episode was kept.
+
+    Only the store's own entries go (manifest, lock, shard folders); a store that holds episodes
+    is left for the next run to resume.
+    """
+    import re
+
+    from mbvc.data.store import MANIFEST, read_manifest
+
+    try:
+        if read_manifest(root)["num_episodes"]:
+            return
+        for entry in root.iterdir():
+            if entry.is_dir() and re.fullmatch(r"shard_\d{5}", entry.name):
+                for f in entry.iterdir():
+                    if f.suffix == ".bin":
+                        f.unlink()
+                entry.rmdir()
+        (root / MANIFEST).unlink(missing_ok=True)
+        (root / ".lock").unlink(missing_ok=True)
+        if remove_folder:
+            root.rmdir()
+    except (OSError, ValueError) as exc:  # best effort: the original error is what the user needs
+        logger.debug("could not take back the empty store %s: %s", root, exc)
 
 
 def _collect_into(writer: Any, cfg: CollectConfig, env: gym.Env, policies: list[Policy], first: int, todo: int,

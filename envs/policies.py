@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.scene import LIFT_STEP, TURN_STEP, WORKSPACE, StateLayout
-from mbvc.errors import ConfigError, did_you_mean
+from mbvc.errors import ConfigError, MbvcError, did_you_mean
 
 PUSHER_RADIUS = 0.016
 
@@ -324,7 +324,16 @@ def make_policy(name: str, env: gym.Env, seed: int | None = None, noise_std: flo
     if name in POLICY_FACTORIES:
         return POLICY_FACTORIES[name](env, seed, noise_std, random_prob)
     if ":" in name:
-        return as_policy(_load_factory(name)(env, **(policy_kwargs or {})))
+        factory = _load_factory(name)
+        try:
+            made = factory(env, **(policy_kwargs or {}))
+        except MbvcError:
+            raise
+        except Exception as exc:  # a wrong target (e.g. numpy:zeros) or wrong policy_kwargs: say which
+            raise ConfigError(f"policy {name!r}: {name}(env, **{policy_kwargs or {}}) raised {type(exc).__name__}: "
+                              f"{exc} (a module:factory policy is called as factory(env, **policy_kwargs); call it "
+                              "yourself to see the traceback)") from exc
+        return as_policy(made)
     raise ConfigError(f"unknown policy {name!r}, expected one of {list(POLICIES)} or 'module:factory'"
                       + did_you_mean(name, POLICIES))
 

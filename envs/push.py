@@ -71,6 +71,12 @@ def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _scene(scene: str | SceneSpec, num_blocks: int | None, num_distractors: int | None) -> SceneSpec:
+    # An argument the scene does not use is a mistake (e.g. num_blocks for mbvc/Push-v0), not a no-op.
+    for name, value, owner in (("num_blocks", num_blocks, "multi"), ("num_distractors", num_distractors, "distractors")):
+        if value is not None and scene != owner:
+            ids = {"multi": "mbvc/PushMulti-v0", "distractors": "mbvc/PushDistractors-v0"}
+            raise ConfigError(f"{name}={value!r} is only for the {owner!r} scene ({ids[owner]}); this env's scene "
+                              f"is {scene if isinstance(scene, str) else type(scene).__name__!r}")
     if isinstance(scene, SceneSpec):
         return scene
     if scene == "push":

@@ -142,6 +142,13 @@ class ReacherPixelsEnv(ReacherEnv):
 
     # -- observations -------------------------------------------------------------------------
 
+    def render(self) -> Any:
+        """Gymnasium's render, after :func:`envs._gl.prepare_render` (no TensorFlow next to Mesa)."""
+        from envs._gl import prepare_render
+
+        prepare_render()
+        return super().render()
+
     def frame(self) -> np.ndarray:
         """The current view, ``uint8 image_size x image_size x 3``."""
         img = Image.fromarray(np.ascontiguousarray(self.render()[..., :3]))

@@ -152,6 +152,9 @@ class PixelObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
             {"image": pixels, "state": env.observation_space})
 
     def observation(self, observation: Any) -> Any:
+        from envs._gl import prepare_render
+
+        prepare_render()  # a gymnasium MuJoCo env renders on its own: no TensorFlow next to Mesa
         frame = self.env.render()
         if not (isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] >= 3):
             raise EnvError(f"PixelObservation: render() returned {type(frame).__name__} "
@@ -255,6 +258,9 @@ class RecordFrames(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _grab(self, obs: Any) -> None:
         if self._key is False:
+            from envs._gl import prepare_render
+
+            prepare_render()
             frame = self.env.render()
         else:
             frame = obs if self._key is None else obs[self._key]

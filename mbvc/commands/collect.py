@@ -38,7 +38,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+#: CollectConfig field -> the flag that sets it (error messages name what the user typed).
+_FLAGS = {"env_id": "--env", "num_episodes": "--episodes", "policy": "--policy", "policy_kwargs": "--policy-kwargs",
+          "seed": "--seed", "image_size": "--image-size", "episode_length": "--episode-length", "noise_std": "--noise",
+          "random_prob": "--random-prob", "env_kwargs": "--env-kwargs", "num_envs": "--num-envs",
+          "shard_size": "--shard-size"}
+
+
 def run(args: argparse.Namespace) -> int:
+    from mbvc.io import check_output_folder
+
+    # Every argument is checked before the folder is touched: a bad one must not be locked
+    # into a new folder's manifest.
+    env_kwargs = _json_object(args.env_kwargs, "--env-kwargs")
+    policy_kwargs = _json_object(args.policy_kwargs, "--policy-kwargs")
+    check_output_folder(args.output, "output folder")
+    if args.tfrecords is not None:
+        check_output_folder(args.tfrecords, "--tfrecords")
+        if args.tfrecords.resolve() == args.output.resolve():
+            raise ConfigError(f"--tfrecords {args.tfrecords} is the rollout folder itself; give another folder")
+
     import envs  # registers the ids
 
     envs.setup_gl()  # a process-wide setting, before mujoco loads
@@ -46,24 +65,46 @@ def run(args: argparse.Namespace) -> int:
 
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's INFO chatter on import
 
-    env_kwargs = _json_object(args.env_kwargs, "--env-kwargs")
-    policy_kwargs = _json_object(args.policy_kwargs, "--policy-kwargs")
-    cfg = CollectConfig(
-        env_id=args.env, num_episodes=args.episodes, policy=args.policy, policy_kwargs=policy_kwargs,
-        seed=args.seed, image_size=args.image_size, episode_length=args.episode_length, noise_std=args.noise,
-        random_prob=args.random_prob, env_kwargs=env_kwargs, num_envs=args.num_envs,
-        shard_size=args.shard_size, progress=not args.no_progress,
-    )
+    try:
+        cfg = CollectConfig(
+            env_id=args.env, num_episodes=args.episodes, policy=args.policy, policy_kwargs=policy_kwargs,
+            seed=args.seed, image_size=args.image_size, episode_length=args.episode_length, noise_std=args.noise,
+            random_prob=args.random_prob, env_kwargs=env_kwargs, num_envs=args.num_envs,
+            shard_size=args.shard_size, progress=not args.no_progress,
+        )
+    except ConfigError as e:
+        message = str(e)
+        for name, flag in _FLAGS.items():
+            message = message.replace(f"CollectConfig.{name} ", f"{flag} ")
+        raise ConfigError(message) from None
     say(f"collect: {cfg.env_id} policy={cfg.policy} episodes={cfg.num_episodes} seed={cfg.seed} "
           f"image={cfg.image_size} workers={cfg.num_envs} -> {args.output}")
-    stats = collect(args.output, cfg)
+    stats = _writing(args.output, collect, args.output, cfg)
     rate = "" if stats.success_rate is None else f", success {stats.success_rate:.0%}"
     say(f"wrote {stats.episodes_new} episodes ({stats.episodes_total} in {args.output}), "
           f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.frames_per_second:.0f} frames/s){rate}")
     if args.tfrecords is not None:
-        files = export_tfrecords(args.output, args.tfrecords)
+        files = _writing(args.tfrecords, export_tfrecords, args.output, args.tfrecords)
         say(f"exported {stats.episodes_total} episodes to {len(files)} TFRecord files in {args.tfrecords}")
     return 0
+
+
+def _writing(where: Path, fn, *fn_args):  # noqa: ANN001, ANN202 - a call that writes into ``where``
+    """``fn(*fn_args)``, with an OS error the library did not name turned into one line naming the path."""
+    import errno
+
+    from mbvc.errors import MbvcError, OutputError
+
+    refused = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EISDIR,
+               errno.EIO, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    try:
+        return fn(*fn_args)
+    except OSError as e:
+        if isinstance(e, MbvcError) or e.errno not in refused:  # e.g. a worker process that died: not a write
+            raise
+        path = e.filename or where
+        raise OutputError(f"cannot write {path}: {e.strerror or e}; the episodes already finished in "
+                          f"{fn_args[0]} are kept, and the same command run again resumes after them") from None
 
 
 def _json_object(text: str, flag: str) -> dict:

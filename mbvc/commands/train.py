@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["train.progress=false"] if args.no_progress else [])
     handler: logging.Handler | None = None
     trainer = lock = None
+    finished = interrupted = False
     try:
         _configure_process(info, args.threads)
         if args.resume and args.run_dir is None:
@@ -134,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
             if result.last_eval:
                 shown = {k: v for k, v in result.last_eval.items() if k.endswith(("/mse", "/ssim", "/psnr", "/lpips"))}
                 say("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items())))
+        finished = True
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
         if trainer is not None:
             trainer.logger.close()
@@ -142,5 +147,10 @@ def run(args: argparse.Namespace) -> int:
             handler.close()
         shutdown_distributed()
         if lock is not None:
+            # A fresh start that failed before its first checkpoint leaves nothing that would
+            # block the corrected command ("already holds a run", "another data" on --resume);
+            # a run the user interrupted after it began training keeps its logs.
+            if not finished and not args.resume and not (interrupted and trainer is not None and trainer.iteration):
+                lock.discard_failed_start()
             lock.release()
     return 0

@@ -25,7 +25,7 @@ import numpy as np
 
 from mbvc.data.store import SequenceStore, SequenceWriter
 from mbvc.data.windows import StoreWindows
-from mbvc.errors import ShapeError
+from mbvc.errors import DataError, ShapeError
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class RolloutWriter:
         Raises:
             ShapeError: wrong rank/dtype or lengths that disagree.
             DataError: fields, shapes or dtypes differ from the episodes already stored.
+            OutputError: the file system refused the write (the folder stays resumable).
         """
         frames = _as_array(frames)
         if frames.dtype != np.uint8 or frames.ndim != 4:
@@ -109,8 +110,12 @@ class RolloutWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        # Episodes added before an exception are complete, so they are kept.
-        self._writer.close()
+        # Episodes added before an exception are complete, so they are kept when the file
+        # system allows; finishing them must not hide the exception (e.g. a full disk).
+        if exc_type is None:
+            self._writer.close()
+        else:
+            self._writer.close_after_error()
 
 
 class RolloutDataset(StoreWindows):
@@ -130,7 +135,11 @@ class RolloutDataset(StoreWindows):
 
     def __init__(self, root: str | os.PathLike, seq_len: int, stride: int | None = 1, uint8: bool = False,
                  episodes: Sequence[int] | None = None, skip_short: bool = False) -> None:
-        super().__init__(SequenceStore(root), seq_len, stride, uint8, episodes, skip_short=skip_short)
+        store = SequenceStore(root)
+        if not len(store):
+            raise DataError(f"rollout folder {root} holds no episodes yet (its manifest lists none): collect "
+                            "some into it first (mbvc collect)")
+        super().__init__(store, seq_len, stride, uint8, episodes, skip_short=skip_short)
         self.spec = self.store.spec
 
 

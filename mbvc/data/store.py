@@ -15,6 +15,11 @@ only counts once the manifest lists it, and the manifest is replaced atomically 
 shard's files are fsynced. A process killed mid-shard therefore loses at most the episodes of
 that unfinished shard; a writer opened later ignores (and overwrites) the leftover files.
 Raw ``.bin`` files instead of ``.npy`` so that a shard can grow without rewriting a header.
+
+A write the file system refuses (full disk, file size limit, read-only folder...) raises
+:class:`~mbvc.errors.OutputError` naming the file; the episode being written is cut off the open
+shard's files again, so the store stays resumable: its finished shards are kept and a writer
+opened later continues after them.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from mbvc.errors import DataError
+from mbvc.errors import DataError, MbvcError, OutputError
 from mbvc.io import write_json
 
 try:  # advisory lock: two writers on one store would interleave shards
@@ -87,12 +92,18 @@ class SequenceWriter:
         self.root = Path(root)
         self.spec = self.normalise(spec or {})
         self.shard_size = shard_size
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = self._acquire_lock()
         self._files: dict[str, Any] = {}
         self._open_lengths: list[int] = []
         self._open_meta: list[dict[str, Any]] = []
         self._closed = False
+        self._broken = False  # a failed write left bytes in the open shard that could not be cut off
+        if self.root.exists() and not self.root.is_dir():
+            raise OutputError(f"cannot write the sequence store {self.root}: it is a file, not a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._write_error(self.root, exc) from None
+        self._lock = self._acquire_lock()
         if (self.root / MANIFEST).exists():
             try:
                 self._manifest = read_manifest(self.root)
@@ -105,17 +116,35 @@ class SequenceWriter:
         else:
             self._manifest = {"format": FORMAT, "version": VERSION, "spec": self.spec,
                               "fields": None, "num_episodes": 0, "num_steps": 0, "shards": []}
-            write_json(self.root / MANIFEST, self._manifest)
+            try:
+                write_json(self.root / MANIFEST, self._manifest)
+            except OSError as exc:
+                self._release()
+                raise self._write_error(self.root / MANIFEST, exc) from None
 
     @staticmethod
     def normalise(spec: dict[str, Any]) -> dict[str, Any]:
         """``spec`` as it reads back from JSON (tuples become lists), for comparisons."""
         return json.loads(json.dumps(spec))
 
+    def _write_error(self, path: Path, exc: OSError) -> OutputError:
+        """One :class:`OutputError` naming ``path``, what the system said and that the store is resumable."""
+        if isinstance(exc, MbvcError):
+            head = str(exc)  # already names the file (mbvc.io's atomic writes)
+        else:
+            head = f"cannot write {path}: {exc.strerror or str(exc) or type(exc).__name__}"
+        err = OutputError(f"{head}; the episodes already finished in {self.root} are kept, and the same command "
+                          "run again (once there is room / the folder is writable) resumes after them")
+        err.errno = exc.errno
+        return err
+
     def _acquire_lock(self) -> Any:
         if fcntl is None:
             return None
-        handle = open(self.root / ".lock", "w")  # noqa: SIM115 - held for the writer's life
+        try:
+            handle = open(self.root / ".lock", "w")  # noqa: SIM115 - held for the writer's life
+        except OSError as exc:
+            raise self._write_error(self.root / ".lock", exc) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -142,15 +171,28 @@ class SequenceWriter:
 
         Raises:
             DataError: the writer is closed, or fields/dtypes/shapes differ from the store's.
+            OutputError: the file system refused the write (full disk, read-only...); the episode
+                is not added and the episodes of finished shards stay readable.
         """
         if self._closed:
             raise DataError(f"writer for {self.root} is closed")
+        if self._broken:
+            raise DataError(f"writer for {self.root} failed to write an earlier episode; open a new writer "
+                            "(it resumes after the finished shards)")
         arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
         length = self._check(arrays)
         if not self._files:
             self._open_shard()
-        for name, arr in arrays.items():
-            self._files[name].write(arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+        ends = {name: f.tell() for name, f in self._files.items()}
+        name = next(iter(arrays))
+        try:
+            for name, arr in arrays.items():
+                _write_all(self._files[name], arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes())
+        except BaseException as exc:  # also Ctrl-C between two fields: never seal half an episode
+            self._cut(ends)
+            if isinstance(exc, OSError):
+                raise self._write_error(Path(self._files[name].name), exc) from None
+            raise
         self._open_lengths.append(length)
         self._open_meta.append(meta or {})
         if len(self._open_lengths) >= self.shard_size:
@@ -169,42 +211,98 @@ class SequenceWriter:
                             f"{self._manifest['fields']}")
         return next(iter(lengths.values()))
 
+    def _cut(self, ends: dict[str, int]) -> None:
+        """Cut the open shard's files back to ``ends`` (before a failed episode); else mark the shard broken."""
+        try:
+            for name, f in self._files.items():
+                f.truncate(ends[name])
+                f.seek(ends[name])
+        except OSError as exc:
+            logger.warning("could not cut the failed episode off the open shard of %s (%s): its episodes "
+                           "will be dropped", self.root, exc)
+            self._broken = True
+
     def _open_shard(self) -> None:
         shard_dir = self.root / _shard_name(len(self._manifest["shards"]))
-        if shard_dir.exists():
-            logger.warning("discarding unfinished shard %s left by an interrupted writer", shard_dir)
-        shard_dir.mkdir(exist_ok=True)
-        # "wb" truncates leftovers of a crashed writer: they were never listed in the manifest.
-        self._files = {name: open(shard_dir / f"{name}.bin", "wb")  # noqa: SIM115
-                       for name in self._manifest["fields"]}
+        path = shard_dir
+        try:
+            if shard_dir.exists():
+                logger.warning("discarding unfinished shard %s left by an interrupted writer", shard_dir)
+            shard_dir.mkdir(exist_ok=True)
+            # "wb" truncates leftovers of a crashed writer: they were never listed in the manifest.
+            # Unbuffered: a failed write is seen at once, and _cut can take its bytes back.
+            for name in self._manifest["fields"]:
+                path = shard_dir / f"{name}.bin"
+                self._files[name] = open(path, "wb", buffering=0)  # noqa: SIM115
+        except OSError as exc:
+            self._drop_open_shard()
+            raise self._write_error(path, exc) from None
+
+    def _drop_open_shard(self) -> None:
+        """Close the open shard's files and forget its episodes (finished shards are untouched)."""
+        for f in self._files.values():
+            with contextlib.suppress(OSError):
+                f.close()
+        self._files, self._open_lengths, self._open_meta = {}, [], []
+        self._broken = False
 
     def flush(self) -> None:
-        """Finish the open shard (fsync its files, then list it in the manifest atomically)."""
+        """Finish the open shard (fsync its files, then list it in the manifest atomically).
+
+        Raises:
+            OutputError: the file system refused; the open shard's episodes are dropped, the
+                finished shards and the manifest stay as they were.
+        """
         if not self._files:
             return
-        for f in self._files.values():
-            f.flush()
-            os.fsync(f.fileno())
-            f.close()
-        self._files = {}
-        m = self._manifest
-        entry = {"name": _shard_name(len(m["shards"])), "lengths": self._open_lengths}
-        if any(self._open_meta):
-            entry["meta"] = self._open_meta
-        m["shards"].append(entry)
-        m["num_episodes"] += len(self._open_lengths)
-        m["num_steps"] += sum(self._open_lengths)
+        name = _shard_name(len(self._manifest["shards"]))
+        if self._broken:
+            logger.warning("dropping the %d episode(s) of the unfinished shard %s of %s after a failed write",
+                           len(self._open_lengths), name, self.root)
+            self._drop_open_shard()
+            return
+        path = self.root / name
+        try:
+            for f in self._files.values():
+                path = Path(f.name)
+                os.fsync(f.fileno())
+                f.close()
+            self._files = {}
+            m = self._manifest
+            entry = {"name": name, "lengths": self._open_lengths}
+            if any(self._open_meta):
+                entry["meta"] = self._open_meta
+            new = {**m, "shards": [*m["shards"], entry], "num_episodes": m["num_episodes"] + len(self._open_lengths),
+                   "num_steps": m["num_steps"] + sum(self._open_lengths)}
+            path = self.root / MANIFEST
+            write_json(path, new)
+        except OSError as exc:
+            self._drop_open_shard()
+            raise self._write_error(path, exc) from None
+        self._manifest = new
         self._open_lengths, self._open_meta = [], []
-        write_json(self.root / MANIFEST, m)
-        logger.debug("finished %s (%d episodes in store)", entry["name"], m["num_episodes"])
+        logger.debug("finished %s (%d episodes in store)", entry["name"], new["num_episodes"])
 
     def close(self) -> None:
-        """Finish the open shard (even if short) and release the store."""
+        """Finish the open shard (even if short) and release the store (also when finishing fails)."""
         if self._closed:
             return
-        self.flush()
-        self._closed = True
-        self._release()
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._release()
+
+    def close_after_error(self) -> None:
+        """:meth:`close` while another error propagates: keep what can be kept, raise nothing.
+
+        The open shard's complete episodes are finished if the file system lets us; otherwise
+        they are dropped (the finished shards stay) and the reason is logged.
+        """
+        try:
+            self.close()
+        except (OSError, DataError) as exc:
+            logger.warning("%s: the unfinished shard was not kept: %s", self.root, exc)
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -213,9 +311,7 @@ class SequenceWriter:
 
     def abort(self) -> None:
         """Close without finishing the open shard (its episodes are dropped, finished ones kept)."""
-        for f in self._files.values():
-            f.close()
-        self._files, self._open_lengths, self._open_meta = {}, [], []
+        self._drop_open_shard()
         self.close()
 
     def __enter__(self) -> SequenceWriter:
@@ -227,6 +323,16 @@ class SequenceWriter:
             self.close()
         else:
             self.abort()
+
+
+def _write_all(f: Any, data: bytes) -> None:
+    """Write all of ``data`` to the unbuffered file ``f`` (a raw write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        if not n:  # pragma: no cover - regular files write something or raise
+            raise OSError(f"short write to {f.name}")
+        view = view[n:]
 
 
 class SequenceStore:
@@ -292,6 +398,9 @@ class SequenceStore:
         Returns:
             ``(stop - start, *field_shape)`` array backed by the memory map.
         """
+        if not self.fields:
+            raise DataError(f"{self.root} holds no episodes yet (its {MANIFEST} lists none): write some into it "
+                            "first (e.g. mbvc collect)")
         if field not in self.fields:
             raise DataError(f"{self.root}: no field {field!r}; the store has {sorted(self.fields)}")
         length = int(self.lengths[episode])

@@ -4,6 +4,10 @@ A run folder is owned by the process that holds ``<run>/.lock`` (``fcntl.flock``
 the kernel when the process ends, even on SIGKILL, so a crashed run never leaves a stale lock).
 A second ``mbvc train`` into the same folder is refused with the holder's pid, before it
 touches any file of the run. Under DDP only rank 0 takes the lock.
+
+A fresh start that fails before doing any work (bad data, a model that does not fit the data...)
+removes what it wrote (:meth:`RunLock.discard_failed_start`), so the corrected command is not
+told that the folder "already holds a run"; files that were there before are never touched.
 """
 from __future__ import annotations
 
@@ -13,16 +17,20 @@ import json
 import logging
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
-from mbvc.errors import ConfigError
+from mbvc.errors import ConfigError, OutputError
 from mbvc.io import write_json
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 PROCESS_FILE = "process.json"
+#: What a training start writes into its run folder (besides the lock).
+RUN_ENTRIES = ("config.yaml", PROCESS_FILE, "train.log", "metrics.jsonl", "tb", "checkpoints",
+               "model.safetensors", "best.safetensors")
 # Temporaries of an atomic write killed midway: ".model.safetensors.<random>.tmp.safetensors",
 # ".config.yaml.<random>.tmp" (mbvc.io's names, for the run folder's own files only).
 _STALE_MODEL = re.compile(
@@ -47,9 +55,20 @@ class RunLock:
 
         self.run_dir = Path(run_dir)
         self.created = created or not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"{self.run_dir} is a file, not a folder: a run folder is needed there")
+        #: Names in the folder before this process took it: never removed by this start.
+        self.existed: set[str] = set() if created or not self.run_dir.is_dir() else set(os.listdir(self.run_dir))
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            culprit = f" ({e.filename})" if e.filename and str(e.filename) != str(self.run_dir) else ""
+            raise OutputError(f"cannot create the folder {self.run_dir}: {e.strerror or e}{culprit}") from None
         self.path = self.run_dir / LOCK_FILE
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise OutputError(f"cannot write {self.path}: {e.strerror or e}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -60,21 +79,69 @@ class RunLock:
             who = f"process {holder}" if holder else "another process"
             raise ConfigError(f"{self.run_dir} is in use by {who} (mbvc train); one process trains a run "
                               "folder at a time: wait for it to finish or choose another --run-dir") from None
+        self._discarded = False
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd: int | None = fd
 
     def release(self) -> None:
-        """Give the folder up; a folder made for a run that never wrote ``config.yaml`` is removed."""
+        """Give the folder up; what a start that never wrote ``config.yaml`` made is removed.
+
+        That is, for a folder this start created or after :meth:`discard_failed_start`, the lock
+        file and ``process.json`` (unless they were there before), and the folder itself when this
+        start created it and nothing else is in it.
+        """
         if self._fd is None:
             return
-        if self.created and not (self.run_dir / "config.yaml").exists():
+        if (self.created or self._discarded) and not (self.run_dir / "config.yaml").exists():
             for name in (PROCESS_FILE, LOCK_FILE):  # still ours: the lock is held until the close below
-                (self.run_dir / name).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # not empty: someone put files there; leave them
-                self.run_dir.rmdir()
+                if name not in self.existed:
+                    with contextlib.suppress(OSError):
+                        (self.run_dir / name).unlink(missing_ok=True)
+            if self.created:
+                with contextlib.suppress(OSError):  # not empty: someone put files there; leave them
+                    self.run_dir.rmdir()
         os.close(self._fd)  # closing the descriptor drops the flock
         self._fd = None
+
+    def has_saved_work(self) -> bool:
+        """Whether the folder holds a checkpoint or a model file (a run worth keeping)."""
+        if any((self.run_dir / name).exists() for name in ("model.safetensors", "best.safetensors")):
+            return True
+        ckpts = self.run_dir / "checkpoints"
+        return ckpts.is_dir() and any(p.suffix == ".pt" for p in ckpts.iterdir())
+
+    def discard_failed_start(self) -> list[Path]:
+        """Remove what a fresh start wrote, when it failed before saving anything (call before :meth:`release`).
+
+        Only the run's own entries (:data:`RUN_ENTRIES` and interrupted temporaries of them) that
+        were not in the folder when the lock was taken are removed; nothing is removed once a
+        checkpoint or a model file exists.
+
+        Returns:
+            The paths removed.
+        """
+        if self._fd is None or not self.run_dir.is_dir() or self.has_saved_work():
+            return []
+        self._discarded = True  # release() then also takes back the lock file it made
+        removed = []
+        for entry in sorted(self.run_dir.iterdir()):
+            name = entry.name
+            if name in self.existed or not (name in RUN_ENTRIES or _STALE_MODEL.match(name)):
+                continue
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            except OSError as e:
+                log.warning("could not remove %s after the failed start: %s", entry, e)
+                continue
+            removed.append(entry)
+        if removed:
+            log.info("the start failed before its first checkpoint: removed what it wrote in %s (%s)",
+                     self.run_dir, ", ".join(p.name for p in removed))
+        return removed
 
     def __enter__(self) -> RunLock:
         return self

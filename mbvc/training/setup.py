@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from torch.utils.data import Dataset
 
-from mbvc.errors import CheckpointError, ConfigError
+from mbvc.errors import CheckpointError, ConfigError, DataError
 from mbvc.io import atomic_write
 from mbvc.training.checkpoint import CheckpointManager, checkpoint_iteration
 from mbvc.training.distributed import DistInfo
@@ -62,12 +62,24 @@ def load_resume_config(run_dir: str | os.PathLike, overrides: list[str] | None =
 
 
 def check_same_run(stored: RunConfig, new: RunConfig, run_dir: str | os.PathLike) -> None:
-    """Refuse to resume a run with another model or other data; allow train/eval changes."""
+    """Refuse to resume a run with another model or other data; allow train/eval changes.
+
+    A run folder without any checkpoint or model file (a start that died before saving) has
+    trained nothing: resuming it starts from iteration 0, so there any change is allowed.
+    """
+    run_path = Path(run_dir)
+    ckpts = run_path / "checkpoints"
+    saved = (any((run_path / n).exists() for n in ("model.safetensors", "best.safetensors"))
+             or (ckpts.is_dir() and any(p.suffix == ".pt" for p in ckpts.iterdir())))
     for section, error in (("model", CheckpointError), ("data", ConfigError)):
         old, cur = stored.to_dict()[section], new.to_dict()[section]
         diff = [k for k in sorted(set(old) | set(cur)) if old.get(k) != cur.get(k)]
         if diff:
             details = ", ".join(f"{section}.{k}: run {old.get(k)!r}, now {cur.get(k)!r}" for k in diff[:6])
+            if not saved:
+                log.info("resume: %s has no checkpoint yet, so it starts over with the new %s (%s)",
+                         run_dir, section, details)
+                continue
             raise error(f"cannot resume {run_dir}: it holds another {section} ({details})")
     for section in ("train", "eval"):
         old, cur = stored.to_dict()[section], new.to_dict()[section]
@@ -113,7 +125,75 @@ def build_datasets(cfg: RunConfig) -> tuple[Dataset, Dataset | None]:
     val_set = None
     if cfg.eval.val_split:
         val_set = build_dataset(cfg.data_for(cfg.eval.val_split), cfg.eval.val_split)
+    check_data_fits_model(cfg, train_set, val_set)
     return train_set, val_set
+
+
+def _data_source(cfg: RunConfig, split: str) -> str:
+    """The setting that says where ``split`` comes from, for messages (``data.root=...``)."""
+    d = cfg.data  # one config class per dataset: not every one has root or <split>_paths
+    paths = getattr(d, f"{split}_paths", ())
+    if paths:
+        return f"data.{split}_paths={list(paths)}"
+    if getattr(d, "root", ""):
+        return f"data.root={d.root} ({split} split)"
+    return f"data.name={d.name} ({split} split)"
+
+
+def check_data_fits_model(cfg: RunConfig, train_set: Dataset, val_set: Dataset | None = None) -> None:
+    """Refuse data whose first sample does not fit the model, before a run is written.
+
+    Checks the frames ``(T, C, H, W)`` of the first training (and validation) sample against
+    ``model.img_channel`` / ``img_height`` / ``img_width``, ``T`` against ``model.total_length``
+    and, for action-conditioned models, the actions ``(T, A)`` against ``model.num_action_ch``.
+
+    Raises:
+        ConfigError: the data and the model disagree; the message names both settings.
+        DataError: the training split is empty or its samples hold no ``(T, C, H, W)`` frames.
+    """
+    m = cfg.model
+    want = (m.img_channel, getattr(m, "img_height", None) or m.img_width, m.img_width)
+    sets = [("train", train_set)] + ([(cfg.eval.val_split, val_set)] if val_set is not None else [])
+    for split, dataset in sets:
+        where = _data_source(cfg, split)
+        try:
+            n = len(dataset)  # type: ignore[arg-type]
+        except TypeError:
+            continue  # an iterable dataset: nothing to look at without consuming it
+        if n == 0:
+            if split != "train":
+                continue
+            raise DataError(f"{where}: the training split holds no sequences of {cfg.data.seq_len} frames")
+        sample = dataset[0]
+        frames = sample.get("frames") if isinstance(sample, dict) else None
+        shape = tuple(getattr(frames, "shape", ()))
+        if len(shape) != 4:
+            raise DataError(f"{where}: a sample must hold frames (T, C, H, W), got "
+                            f"{type(frames).__name__} {list(shape)}")
+        t, c, h, w = shape
+        if (c, h, w) != want:
+            fixes = [f"model.img_channel={c}"] if c != want[0] else []
+            fixes += [f"model.img_width={w}"] if w != want[2] else []
+            if h != want[1] and not (h == w and want[1] == want[2]):  # a square model follows img_width
+                fixes.append(f"model.img_height={h}")
+            fix = " ".join(fixes)
+            raise ConfigError(
+                f"{where} holds frames of {c}x{h}x{w} (C x H x W), but the model is configured for "
+                f"{want[0]}x{want[1]}x{want[2]} (model.img_channel x model.img_height x model.img_width): "
+                f"set {fix} or give data of the model's size")
+        if split == "train" and t < m.total_length:
+            raise ConfigError(f"{where} gives training windows of {t} frames, shorter than model.total_length="
+                              f"{m.total_length}: set data.seq_len >= {m.total_length} (or leave it at "
+                              "${model.total_length})")
+        if getattr(m, "is_action", False):
+            actions = sample.get("actions")
+            if actions is None:
+                raise ConfigError(f"model.name={m.name} is action-conditioned, but {where} holds no actions: "
+                                  "use a model without actions or data with actions (e.g. rollouts)")
+            a = tuple(getattr(actions, "shape", ()))
+            if len(a) != 2 or a[-1] != m.num_action_ch:
+                raise ConfigError(f"{where} holds actions of shape {list(a)} (T, A), but model.num_action_ch="
+                                  f"{m.num_action_ch}: set model.num_action_ch={a[-1] if a else '?'}")
 
 
 def build_trainer(cfg: RunConfig, run_dir: str | os.PathLike, info: DistInfo = DistInfo(),
@@ -131,7 +211,11 @@ def build_trainer(cfg: RunConfig, run_dir: str | os.PathLike, info: DistInfo = D
     from mbvc.seeding import seed_everything
 
     run_dir = Path(run_dir)
-    train_set, val_set = datasets if datasets is not None else build_datasets(cfg)
+    if datasets is None:
+        train_set, val_set = build_datasets(cfg)  # checked against the model there
+    else:
+        train_set, val_set = datasets
+        check_data_fits_model(cfg, train_set, val_set)
     seed_everything(cfg.train.seed)  # the same initial weights on every process
     model = build_model(cfg.model)
     purge = None
