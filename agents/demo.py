@@ -45,18 +45,23 @@ def train_world_model(run_cfg: Any, run_dir: Path) -> dict[str, Any]:
     from mbvc.training.lock import RunLock
     from mbvc.training.setup import build_datasets, build_trainer, load_resume_config, prepare_run_dir
 
-    with RunLock(run_dir):  # one process per run folder, as `mbvc train`
+    with RunLock(run_dir) as lock:  # one process per run folder, as `mbvc train`
         resume = (run_dir / "config.yaml").is_file()
         if resume:
             run_cfg = load_resume_config(run_dir)
-        datasets = build_datasets(run_cfg)
-        if not resume:
-            prepare_run_dir(run_dir, run_cfg, resume=False)
-        trainer = build_trainer(run_cfg, run_dir, resume=resume, datasets=datasets)
         try:
-            result = trainer.fit(resume=resume)
-        finally:
-            trainer.logger.close()
+            datasets = build_datasets(run_cfg)
+            if not resume:
+                prepare_run_dir(run_dir, run_cfg, resume=False)
+            trainer = build_trainer(run_cfg, run_dir, resume=resume, datasets=datasets)
+            try:
+                result = trainer.fit(resume=resume)
+            finally:
+                trainer.logger.close()
+        except Exception:
+            if not resume:  # a fresh start that failed before saving anything blocks no retry (as `mbvc train`)
+                lock.discard_failed_start()
+            raise
     return {"iterations": result.iteration, "planned_iterations": run_cfg.train.iterations,
             "train_seconds": result.elapsed_s, "validation": result.last_eval,
             "model": Path(os.path.relpath(Path(result.model_path).absolute(), run_dir.absolute().parent)).as_posix(),

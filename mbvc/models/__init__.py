@@ -46,6 +46,7 @@ from mbvc.models.reference import (
     from_reference,
     import_reference_state_dict,
 )
+from mbvc.models.transforms import OUTPUTS, compose, push_distribution, warp
 
 
 __all__ = [
@@ -55,4 +56,5 @@ __all__ = [
     "build_model", "curriculum_mask", "test_mask", "scheduled_sampling_eta", "reverse_sampling_probs",
     "patchify", "unpatchify", "save_model", "load_model", "read_model_file", "from_reference",
     "config_from_reference_flags", "import_reference_state_dict", "export_reference_state_dict",
+    "OUTPUTS", "warp", "compose", "push_distribution",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 
 from mbvc.errors import ConfigError, did_you_mean
 from mbvc.models.base import check_model_name
+from mbvc.models.transforms import OUTPUTS
 
 #: Keys of removed options, with the value every model now has: a model file or run config that
 #: an older mbvc wrote with that value loads (the key is dropped); any other value is refused.
@@ -50,6 +51,11 @@ class ModelConfig:
             in the reference; off by default). What does not move is copied for free, so a
             short run spends its updates on what moves (docs/control.md: Reacher;
             not kept for Push, docs/recipe.md).
+        output: the output stage (:mod:`mbvc.models.transforms`, not in the reference):
+            ``pixels`` (the decoder regresses the frame, the reference's) or ``flow`` (the
+            decoder also predicts a dense backward flow and three softmax masks, and the frame
+            is ``m0 * warp(prev, flow) + m1 * first + m2 * generated``). Non-pixel outputs need
+            ``patch_size=1``, exclude ``residual_output`` and have no reference export.
     """
 
     name: str = "predrnn_v2"
@@ -69,6 +75,7 @@ class ModelConfig:
     res_on_conv: bool = True
     num_action_ch: int = 4
     residual_output: bool = False
+    output: str = "pixels"
 
     def __post_init__(self) -> None:
         check_model_name(self.name, type(self))
@@ -110,6 +117,15 @@ class ModelConfig:
             )
         if self.is_action and self.num_action_ch < 1:
             raise ConfigError(f"action models need num_action_ch >= 1, got {self.num_action_ch=}")
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"model.output must be one of {', '.join(OUTPUTS)}, got {self.output!r}."
+                              + did_you_mean(str(self.output), OUTPUTS))
+        if self.output != "pixels" and self.patch_size != 1:
+            raise ConfigError(f"model.output={self.output!r} needs patch_size=1 (it moves pixels, not patches), "
+                              f"got patch_size={self.patch_size}")
+        if self.output != "pixels" and self.residual_output:
+            raise ConfigError(f"model.output={self.output!r} and residual_output=True exclude each other "
+                              "(the transformation already copies what does not move)")
         if self.decouple_beta < 0:
             raise ConfigError(f"decouple_beta must be >= 0, got {self.decouple_beta=}")
 

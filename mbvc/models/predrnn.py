@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mbvc.errors import ShapeError
+from mbvc.errors import ConfigError, ShapeError
 from mbvc.models.cells import ActionSpatioTemporalCell, SpatioTemporalCell
 from mbvc.models.base import WorldModel, register_model_family
 from mbvc.models.config import ModelConfig
 from mbvc.models.curriculum import CurriculumTraining
 from mbvc.models.patch import patchify, unpatchify
+from mbvc.models.transforms import blend, make_head
 
 States = tuple["torch.Tensor | None", ...]
 
@@ -55,12 +56,15 @@ class RecurrentState(NamedTuple):
         h, c: per-layer hidden and cell states (None means zeros).
         m: the spatiotemporal memory as left by the top layer (None means zeros).
         frame: patched frame that enters the next step, (B, p*p*C, H/p, W/p).
+        first: the sequence's first (patched) frame for a non-pixel output's first-frame skip,
+            else None.
     """
 
     h: States
     c: States
     m: torch.Tensor | None
     frame: torch.Tensor
+    first: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -76,7 +80,8 @@ class RecurrentState(NamedTuple):
         def ex(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.expand(n, *t.shape[1:])
 
-        return RecurrentState(tuple(map(ex, self.h)), tuple(map(ex, self.c)), ex(self.m), ex(self.frame))
+        return RecurrentState(tuple(map(ex, self.h)), tuple(map(ex, self.c)), ex(self.m), ex(self.frame),
+                              ex(self.first))
 
 
 class PredRNN(CurriculumTraining, WorldModel, nn.Module):
@@ -113,6 +118,11 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             self._make_cell(in0 if layer == 0 else hid, hid, act_ch, rh, rw, k, ln) for layer in range(cfg.num_layers))
         if cfg.is_v2:
             self.adapter = nn.Conv2d(hid, hid, 1, bias=False)
+        # Non-pixel output (mbvc.models.transforms): flow and mask logits from a head beside the
+        # pixel decoder, whose parameters keep their names and shapes.
+        head = make_head(cfg.output, hid, k, strided=cfg.is_action and cfg.conv_on_input)
+        if head is not None:
+            self.transform_head = head
 
     def _make_cell(self, cin: int, hid: int, act_ch: int, h: int, w: int, k: int, ln: bool) -> nn.Module:
         """One recurrent layer (a family with other cells overrides this, see ConvLSTM)."""
@@ -158,10 +168,14 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         c: States,
         m: torch.Tensor | None,
         basis: torch.Tensor | None = None,
+        first: torch.Tensor | None = None,
+        record: list | None = None,
     ) -> tuple[torch.Tensor, States, States, torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """Advance every layer by one step from a patched frame (B, pC, h, w) and an action (B, A).
 
         ``basis`` is :meth:`action_basis` for this frame size (computed once per sequence).
+        ``first`` is the sequence's first frame (non-pixel outputs); ``record``, when given,
+        receives the step's ``(flow, masks)`` (non-pixel outputs).
         """
         cfg = self.config
         skips = None
@@ -193,20 +207,35 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             new_c.append(cl)
             deltas.append((dc, dm))
             net = hl
-        out = self._decode(net, skips)
+        out, features = self._decode(net, skips)
         if cfg.residual_output:  # the frame it was given plus a change
             out = out + frame
+        elif cfg.output != "pixels":
+            out = self._transform(out, features, skips, frame, first, record)
         return out, tuple(new_h), tuple(new_c), m, deltas
 
-    def _decode(self, top: torch.Tensor, skips: tuple | None) -> torch.Tensor:
+    def _decode(self, top: torch.Tensor, skips: tuple | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's pixel output and the features its last layer read (for the transform head)."""
         if skips is None:
-            return self.conv_last(top)
+            return self.conv_last(top), top
         e1, e2, out_hw = skips
         if self.config.res_on_conv:
-            d1 = self.deconv_output1(top + e2, output_size=e1.shape[-2:])
-            return self.deconv_output2(d1 + e1, output_size=out_hw)
-        d1 = self.deconv_output1(top, output_size=e1.shape[-2:])
-        return self.deconv_output2(d1, output_size=out_hw)
+            d1 = self.deconv_output1(top + e2, output_size=e1.shape[-2:]) + e1
+        else:
+            d1 = self.deconv_output1(top, output_size=e1.shape[-2:])
+        return self.deconv_output2(d1, output_size=out_hw), d1
+
+    def _transform(self, generated: torch.Tensor, features: torch.Tensor, skips: tuple | None,
+                   prev: torch.Tensor, first: torch.Tensor | None, record: list | None) -> torch.Tensor:
+        """The flow stage: ``m0 * warp(prev, flow) + m1 * first + m2 * generated`` (see transforms)."""
+        if skips is None:
+            extra = self.transform_head(features)
+        else:
+            extra = self.transform_head(features, output_size=skips[2])
+        flow, masks = extra[:, :2], torch.softmax(extra[:, 2:], dim=1)
+        if record is not None:
+            record.append((flow, masks))
+        return blend(prev, prev if first is None else first, generated, flow, masks)
 
     def _zero_states(self) -> tuple[States, States, None]:
         n = self.config.num_layers
@@ -252,7 +281,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             j = t - 1 if cfg.reverse_input_rule else t - cfg.input_length
             net = x[:, t] if j < 0 else mask[:, j] * x[:, t] + (1 - mask[:, j]) * x_gen
             a_t = None if actions is None else actions[:, t]
-            x_gen, h, c, m, deltas = self._step(net, a_t, h, c, m, basis)
+            x_gen, h, c, m, deltas = self._step(net, a_t, h, c, m, basis, first=x[:, 0])
             preds.append(x_gen)
             increments.extend(deltas)
         pred = torch.stack(preds, dim=1)
@@ -305,10 +334,13 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         h, c, m = self._zero_states()
         basis = self.action_basis(x.shape[-2:]) if k > 1 else None
         for t in range(k - 1):
-            _, h, c, m, _ = self._step(x[:, t], None if actions is None else actions[:, t], h, c, m, basis)
-        return RecurrentState(h, c, m, x[:, k - 1])
+            _, h, c, m, _ = self._step(x[:, t], None if actions is None else actions[:, t], h, c, m, basis,
+                                       first=x[:, 0])
+        return RecurrentState(h, c, m, x[:, k - 1], None if self.config.output == "pixels" else x[:, 0])
 
-    def rollout(self, state: RecurrentState, n_future: int, actions: torch.Tensor | None = None) -> torch.Tensor:
+    def rollout(
+        self, state: RecurrentState, n_future: int, actions: torch.Tensor | None = None, transforms: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Predict ``n_future`` frames from an encoded state, feeding predictions back.
 
         Args:
@@ -316,21 +348,37 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             n_future: number of frames to predict.
             actions: (N, >= n_future, A) for action models; ``actions[:, 0]`` is taken at the
                 last context frame.
+            transforms: also return the predicted transformations (non-pixel outputs only).
 
         Returns:
-            (N, n_future, C, H, W) raw predictions.
+            (N, n_future, C, H, W) raw predictions; with ``transforms``, ``(frames, {"flow":
+            (N, n_future, 2, H, W), "masks": (N, n_future, 3, H, W)})``: flow in pixels,
+            channels (dx, dy), backward (content moves by -flow); masks after the softmax, in
+            the order (prev, first, generated) (:mod:`mbvc.models.transforms`).
         """
         if n_future < 1:
             raise ShapeError(f"n_future must be >= 1, got {n_future}")
+        if transforms and self.config.output == "pixels":
+            raise ConfigError(f"rollout(transforms=True) needs a transformation output; {self.config.name} "
+                              "has model.output='pixels'")
         n = state.batch_size if actions is None else actions.shape[0]
         actions = self._check_actions(actions, n, n_future)
-        h, c, m, frame = state.expand(n)
-        preds = []
+        state = state.expand(n)
+        h, c, m, frame, first = state.h, state.c, state.m, state.frame, state.first
+        if self.config.output != "pixels" and first is None:
+            raise ShapeError("this state holds no first frame: encode it with a model of the same output")
+        preds: list[torch.Tensor] = []
+        record: list | None = [] if transforms else None
         basis = self.action_basis(frame.shape[-2:])
         for t in range(n_future):
-            frame, h, c, m, _ = self._step(frame, None if actions is None else actions[:, t], h, c, m, basis)
+            frame, h, c, m, _ = self._step(frame, None if actions is None else actions[:, t], h, c, m, basis,
+                                           first=first, record=record)
             preds.append(frame)
-        return unpatchify(torch.stack(preds, dim=1), self.config.patch_size)
+        frames = unpatchify(torch.stack(preds, dim=1), self.config.patch_size)
+        if record is None:
+            return frames
+        return frames, {"flow": torch.stack([r[0] for r in record], dim=1),
+                        "masks": torch.stack([r[1] for r in record], dim=1)}
 
     @torch.no_grad()
     def predict(self, context: torch.Tensor, n_future: int, actions: torch.Tensor | None = None) -> torch.Tensor:

@@ -114,6 +114,9 @@ def export_reference_state_dict(model: torch.nn.Module) -> dict[str, torch.Tenso
     if config.residual_output:
         raise CheckpointError("a model with residual_output=True has no reference counterpart (the reference "
                               "predicts frames, not changes): it cannot be exported")
+    if config.output != "pixels":
+        raise CheckpointError(f"a model with output={config.output!r} has no reference counterpart (the reference "
+                              "decodes pixels, not transformations): it cannot be exported")
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if not _is_fused(config):
         return state
