@@ -1,0 +1,23 @@
+"""benchmarks/demo_draws.py: the demo per training draw, the away-from-camera goals split out."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("mujoco")
+
+
+def test_draws_are_summarised_per_seed_and_resumed(tmp_path):
+    from benchmarks.demo_draws import main
+
+    args = ["--name", "tiny", "--seeds", "0", "--root", str(tmp_path / "draws"), "--quick", "--out", str(tmp_path / "r")]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    row = report["draws"]["0"]
+    assert row["goals"] == 2 and row["away_solved"] + row["others_solved"] == round(row["success"] * 2)
+    assert report["mean_success"] == row["success"] and set(report["away_goals"]) <= {1000000, 1000001}
+    assert main(args) == 0  # a finished draw is not trained again
+    again = json.loads((tmp_path / "r.json").read_text())["draws"]["0"]
+    assert again["skipped"] == ["collect", "train", "plan"] and again["success"] == row["success"]
+    assert (tmp_path / "r.md").read_text().startswith("# The demo over training draws: tiny")
