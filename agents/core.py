@@ -1,7 +1,6 @@
 """Types shared by every agent: the agent protocol and observation conversion helpers."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -21,23 +20,6 @@ class Agent(Protocol):
 
     def act(self, obs: dict[str, Any]) -> np.ndarray:
         """Return the action for the gymnasium observation ``obs``."""
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Predicted frames with the transformations that made them (a world model with a ``flow`` output).
-
-    Attributes:
-        frames: ``N x H x C x h x w`` in [0, 1].
-        flow: ``N x H x 2 x h x w``, pixels, (dx, dy) backward offsets: content moves by minus the flow
-            (:func:`mbvc.models.transforms.warp`).
-        masks: ``N x H x 3 x h x w``, per pixel the weights of the warped previous frame, the first
-            context frame and the generated image (summing to 1).
-    """
-
-    frames: torch.Tensor
-    flow: torch.Tensor
-    masks: torch.Tensor
 
 
 def image_to_tensor(

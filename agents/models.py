@@ -22,7 +22,7 @@ import torch
 
 from mbvc.errors import ConfigError, EnvError, ShapeError
 
-from .core import Prediction, image_to_tensor
+from .core import image_to_tensor
 from .costs import Cost, weighted_sum
 
 log = logging.getLogger(__name__)
@@ -91,17 +91,6 @@ class PlanningModel(abc.ABC):
             context: the last K observed frames.
             context_actions: the K - 1 actions taken between them, ``(1 x) (K - 1) x A``.
         """
-
-    def bind_transforms(self, context: torch.Tensor, context_actions: torch.Tensor | None = None
-                        ) -> Callable[[torch.Tensor], Prediction]:
-        """As :meth:`bind`, the function returning a :class:`~agents.core.Prediction` (frames and the
-        transformations that made them), for costs that use them (``Cost.uses_transforms``).
-
-        Raises:
-            ConfigError: the model predicts no transformations (the default).
-        """
-        raise ConfigError(f"{type(self).__name__} predicts no transformations: a cost that uses them (designated_flow) "
-                          "needs a world model with model.output=flow")
 
     def rollout(
         self, context: torch.Tensor, actions: torch.Tensor, context_actions: torch.Tensor | None = None
@@ -181,20 +170,7 @@ class PredRNNModel(PlanningModel):
 
         @torch.no_grad()
         def rollout_fn(actions: torch.Tensor) -> torch.Tensor:
-            return self._roll(state, actions, False)
-
-        return rollout_fn
-
-    @torch.no_grad()
-    def bind_transforms(self, context: torch.Tensor, context_actions: torch.Tensor | None = None
-                        ) -> Callable[[torch.Tensor], Prediction]:
-        if getattr(self.model.config, "output", "pixels") == "pixels":
-            return super().bind_transforms(context, context_actions)
-        state = self._encode(context, context_actions)
-
-        @torch.no_grad()
-        def rollout_fn(actions: torch.Tensor) -> Prediction:
-            return self._roll(state, actions, True)
+            return self._roll(state, actions)
 
         return rollout_fn
 
@@ -215,22 +191,16 @@ class PredRNNModel(PlanningModel):
         with self._autocast():
             return self.model.encode(context, actions=context_actions)
 
-    def _roll(self, state: Any, actions: torch.Tensor, transforms: bool) -> torch.Tensor | Prediction:
-        """The candidates' predicted frames (or :class:`Prediction`) from an encoded state, in chunks."""
+    def _roll(self, state: Any, actions: torch.Tensor) -> torch.Tensor:
+        """The candidates' predicted frames from an encoded state, in chunks of ``chunk_size``."""
         check_actions(actions)
         self._check_horizon(actions.shape[1])
         actions = actions.to(self.device, torch.float32)
         size = self.chunk_size or actions.shape[0]
         with self._autocast():
-            outs = [self.model.rollout(state, actions.shape[1], actions=chunk, **({"transforms": True} if transforms
-                                                                                  else {}))
-                    for chunk in actions.split(size)]
-        if not transforms:
-            out = outs[0] if len(outs) == 1 else torch.cat(outs)
-            return out.float().clamp_(0.0, 1.0)
-        frames = torch.cat([o[0] for o in outs]).float().clamp_(0.0, 1.0)
-        return Prediction(frames, torch.cat([o[1]["flow"] for o in outs]).float(),
-                          torch.cat([o[1]["masks"] for o in outs]).float())
+            outs = [self.model.rollout(state, actions.shape[1], actions=chunk) for chunk in actions.split(size)]
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return out.float().clamp_(0.0, 1.0)
 
     def _check_horizon(self, horizon: int) -> None:
         """Say once per level (:func:`extrapolation_level`) when a plan rolls the model past its trained steps."""

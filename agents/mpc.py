@@ -17,7 +17,7 @@ import torch
 from mbvc.data.checks import check_finite
 from mbvc.errors import ConfigError, ShapeError
 
-from .core import Prediction, image_to_tensor
+from .core import image_to_tensor
 from .costs import Cost, as_cost
 from .models import PlanningModel
 from .planners import PlannerConfig, SamplingOptimizer, TrajectoryOptimizer, build_planner
@@ -194,17 +194,15 @@ class MPCAgent:
             raise ShapeError("MPCAgent has no observation yet: call act(obs)")
         start = time.perf_counter()
         context, context_actions = self._context()
-        bind = self.model.bind_transforms if self.cost.uses_transforms else self.model.bind
-        rollout_fn = bind(context, context_actions)
+        rollout_fn = self.model.bind(context, context_actions)
         goal, cost = self.goal, self.cost
 
         def objective(actions: torch.Tensor) -> torch.Tensor:
-            predicted = rollout_fn(actions)
-            costs = cost(predicted, goal)
+            frames = rollout_fn(actions)
+            costs = cost(frames, goal)
             # NaN predictions give NaN costs, which the planner would rank as worst and still
             # return a plan. Checking the N costs is cheap; the frames are searched only then.
             if not bool(torch.isfinite(torch.as_tensor(costs)).all()):
-                frames = predicted.frames if isinstance(predicted, Prediction) else predicted
                 if isinstance(frames, torch.Tensor):
                     check_finite(frames, "MPCAgent: the world model's predicted frames", "predictions")
                 check_finite(torch.as_tensor(costs), f"MPCAgent: the cost {type(cost).__name__}", "costs")
@@ -218,8 +216,7 @@ class MPCAgent:
         self.last_plan = plan
         if self.record_predictions:
             with torch.no_grad():
-                predicted = rollout_fn(plan[None])
-                self.last_prediction = (predicted.frames if isinstance(predicted, Prediction) else predicted)[0]
+                self.last_prediction = rollout_fn(plan[None])[0]
         log.debug("planned in %.1f ms, best cost %.4g", 1000 * elapsed, self.trajectory.optimizer.info.best_cost)
         return elapsed
 

@@ -66,7 +66,7 @@ def draw_row(report: dict[str, Any], away: set[int]) -> dict[str, Any]:
             "val_mse": validation.get("eval/mse"), "val_ssim": validation.get("eval/ssim"),
             "copy_last_mse": validation.get("eval_copy_last/mse"), "plan_ms": mpc.get("plan_ms"),
             "minutes": {k: round(v / 60, 2) for k, v in report["timings_s"].items()},
-            "skipped": report["skipped"], "load_average": report["machine"].get("load_average")}
+            "skipped": report["skipped"]}
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -86,7 +86,9 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{r['val_mse']:.2f} ({r['copy_last_mse']:.2f}) | {r['val_ssim']:.3f} | "
                      f"{m.get('collect', 0):.1f} / {m.get('train', 0):.1f} / {m.get('plan', 0):.1f} / "
                      f"{m.get('total', 0):.1f} |")
-    lines += ["", f"Mean success over {len(rows)} draw(s): **{100 * report['mean_success']:.0f}%**.", ""]
+    lines += ["", f"Mean success over {len(rows)} draw(s): **{100 * report['mean_success']:.0f}%**. Minutes are the "
+              "stages' own as first run (a draw run beside other jobs is slower); compare them only between draws run "
+              "alone.", ""]
     return "\n".join(lines)
 
 

@@ -10,8 +10,6 @@ nothing, so a cost overrides only what it uses:
 * :meth:`Cost.observe`: the goal updated with each new observation (default: unchanged);
 * :meth:`Cost.picture`: an image of the goal for the episode GIF (default: the goal image).
 
-A cost with ``uses_transforms = True`` receives a :class:`agents.core.Prediction` instead of frames.
-
 A plain function ``cost(frames, goal)`` is a cost too: :func:`as_cost` gives it the default hooks.
 """
 from __future__ import annotations
@@ -26,15 +24,7 @@ from mbvc.errors import ConfigError, ShapeError
 
 
 class Cost:
-    """Base of every cost: ``cost(frames N x H x C x h x w, goal) -> N`` plus the agent's hooks.
-
-    Attributes:
-        uses_transforms: the cost scores a :class:`agents.core.Prediction` (frames and the
-            transformations that made them) instead of frames; the agent then asks the model for
-            one (:meth:`agents.models.PlanningModel.bind_transforms`).
-    """
-
-    uses_transforms: bool = False
+    """Base of every cost: ``cost(frames N x H x C x h x w, goal) -> N`` plus the agent's hooks."""
 
     def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define __call__(frames, goal)")

@@ -234,23 +234,6 @@ class DesignatedPushCostConfig(DesignatedObjectCostConfig):
 
 
 @dataclass(frozen=True)
-class DesignatedFlowCostConfig(DesignatedPushCostConfig):
-    """``designated_flow``: as ``designated_push``, the predicted positions pushed through the world model's flow
-    (:class:`agents.costs.flow.DesignatedFlowCost`; a model with ``model.output: flow``)."""
-
-    name: str = "designated_flow"
-
-    def build(self, data_root: Path | None = None) -> Cost:
-        from .flow import DesignatedFlowCost
-
-        return DesignatedFlowCost(patch_size=self.patch_size, search_radius=self.search_radius,
-                                  temperature=self.temperature, final_weight=self.final_weight,
-                                  designation=self._designation(agent=self.agent),
-                                  agent_patch_size=self.agent_patch_size, approach_weight=self.pusher_weight,
-                                  keep_out_weight=self.keep_out_weight)
-
-
-@dataclass(frozen=True)
 class UserCostConfig(CostConfig):
     """``package.module:name``: a user's cost, used as it is, or a class or factory called with ``kwargs``.
 
@@ -285,7 +268,6 @@ COSTS: dict[str, type[CostConfig]] = {
     "push": PushCostConfig,
     "designated_object": DesignatedObjectCostConfig,
     "designated_push": DesignatedPushCostConfig,
-    "designated_flow": DesignatedFlowCostConfig,
 }
 
 
@@ -348,6 +330,6 @@ def build_cost(cfg: CostConfig | Mapping[str, Any] | str, data_root: str | os.Pa
     return cfg.build(None if data_root is None else Path(data_root))
 
 
-__all__ = ["COSTS", "CostConfig", "DesignatedFlowCostConfig", "DesignatedObjectCostConfig", "DesignatedPixelCostConfig", "DesignatedPushCostConfig",
+__all__ = ["COSTS", "CostConfig", "DesignatedObjectCostConfig", "DesignatedPixelCostConfig", "DesignatedPushCostConfig",
            "GoalImageCostConfig", "LPIPSCostConfig", "PushCostConfig", "UserCostConfig", "build_cost", "cost_config",
            "register_cost", "with_cost_name"]
