@@ -89,5 +89,6 @@ def run(args: argparse.Namespace) -> int:
     machine = report["machine"]
     say(f"trained {report['iterations']} iterations; stages: {stages}\n"
         f"machine: {machine['cpu']}, {machine['torch_threads']} torch threads, device {machine.get('device')}")
-    say(f"episode GIF: {report['gif']}\nreport: {Path(args.out) / 'report.json'}")
+    gif = Path(args.out) / report["gif"] if report["gif"] else "none"  # the report's path is relative to --out
+    say(f"episode GIF: {gif}\nreport: {Path(args.out) / 'report.json'}")
     return 0
