@@ -319,12 +319,14 @@ class PushCalibration:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def fit(cls, data_root: str | os.PathLike, finger: bool = True) -> PushCalibration:
-        """Compute the calibration from the rollouts in ``data_root`` (``finger``: fit the detector too)."""
-        from mbvc.data.rollouts import RolloutDataset
-
+    def fit(cls, data_root: str | os.PathLike, finger: bool = True, episodes: int | None = None) -> PushCalibration:
+        """Compute the calibration from the rollouts in ``data_root`` (``finger``: fit the detector too;
+        ``episodes``: the folder's episode count, when the caller has it)."""
         background = background_image(data_root)
-        episodes = len(RolloutDataset(data_root, seq_len=1, stride=None, uint8=True))
+        if episodes is None:
+            from mbvc.data.rollouts import RolloutDataset
+
+            episodes = len(RolloutDataset(data_root, seq_len=1, stride=None, uint8=True))
         if not finger:
             return cls(background, None, episodes)
         try:
@@ -388,7 +390,7 @@ def load_calibration(data_root: str | os.PathLike, finger: bool = True) -> PushC
         else:
             if saved.episodes == episodes and (saved.finger_map is not None or not finger or saved.info.get("failed")):
                 return saved if finger else dataclasses.replace(saved, finger_map=None)
-    calibration = PushCalibration.fit(data_root, finger)
+    calibration = PushCalibration.fit(data_root, finger, episodes)
     if finger and calibration.finger_map is None:
         calibration = dataclasses.replace(calibration, info={"failed": True})  # too few frames: no fit next time either
     if calibration.info.get("frames"):
