@@ -207,31 +207,46 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             new_c.append(cl)
             deltas.append((dc, dm))
             net = hl
-        out, features = self._decode(net, skips)
+        out, extra = self._decode(net, skips)
         if cfg.residual_output:  # the frame it was given plus a change
             out = out + frame
-        elif cfg.output != "pixels":
-            out = self._transform(out, features, skips, frame, first, record)
+        elif extra is not None:
+            out = self._transform(out, extra, frame, first, record)
         return out, tuple(new_h), tuple(new_c), m, deltas
 
-    def _decode(self, top: torch.Tensor, skips: tuple | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The decoder's pixel output and the features its last layer read (for the transform head)."""
-        if skips is None:
-            return self.conv_last(top), top
-        e1, e2, out_hw = skips
-        if self.config.res_on_conv:
-            d1 = self.deconv_output1(top + e2, output_size=e1.shape[-2:]) + e1
-        else:
-            d1 = self.deconv_output1(top, output_size=e1.shape[-2:])
-        return self.deconv_output2(d1, output_size=out_hw), d1
+    def _decode(self, top: torch.Tensor, skips: tuple | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The decoder's pixel output and, with a transformation output, the head's channels.
 
-    def _transform(self, generated: torch.Tensor, features: torch.Tensor, skips: tuple | None,
-                   prev: torch.Tensor, first: torch.Tensor | None, record: list | None) -> torch.Tensor:
-        """The flow stage: ``m0 * warp(prev, flow) + m1 * first + m2 * generated`` (see transforms)."""
+        The head is a sibling of the decoder's last layer (same input, kernel and stride), so both
+        run as one convolution over their concatenated weights: one kernel call forward and one
+        backward per step instead of two (the head keeps its own parameter names).
+        """
+        head = getattr(self, "transform_head", None)
+        last = self.conv_last if skips is None else self.deconv_output2
         if skips is None:
-            extra = self.transform_head(features)
+            features = top
         else:
-            extra = self.transform_head(features, output_size=skips[2])
+            e1, e2, out_hw = skips
+            inp = top + e2 if self.config.res_on_conv else top
+            features = self.deconv_output1(inp, output_size=e1.shape[-2:])
+            if self.config.res_on_conv:
+                features = features + e1
+        if head is None:
+            return (last(features) if skips is None else last(features, output_size=out_hw)), None
+        weight = torch.cat((last.weight, head.weight), dim=1 if skips is not None else 0)
+        bias = torch.cat((head.bias.new_zeros(last.weight.shape[1 if skips is not None else 0]), head.bias))
+        if skips is None:
+            both = F.conv2d(features, weight, bias)
+        else:
+            k, pad = last.kernel_size[0], last.padding[0]
+            out_pad = [o - ((i - 1) * 2 - 2 * pad + k) for o, i in zip(out_hw, features.shape[-2:])]
+            both = F.conv_transpose2d(features, weight, bias, stride=2, padding=pad, output_padding=out_pad)
+        n = both.shape[1] - head.bias.shape[0]
+        return both[:, :n], both[:, n:]
+
+    def _transform(self, generated: torch.Tensor, extra: torch.Tensor, prev: torch.Tensor,
+                   first: torch.Tensor | None, record: list | None) -> torch.Tensor:
+        """The flow stage: ``m0 * warp(prev, flow) + m1 * first + m2 * generated`` (see transforms)."""
         flow, masks = extra[:, :2], torch.softmax(extra[:, 2:], dim=1)
         if record is not None:
             record.append((flow, masks))

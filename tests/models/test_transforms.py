@@ -62,23 +62,29 @@ def _centroid(p):
 
 # ---------------------------------------------------------------------------------------- pure functions
 def test_zero_flow_and_identity_masks_reproduce_the_previous_frame_exactly():
-    prev, first, gen = torch.rand(3, 2, 9, 13), torch.rand(3, 2, 9, 13), torch.rand(3, 2, 9, 13)
-    flow = torch.zeros(3, 2, 9, 13)
+    prev, first, gen = torch.rand(3, 2, 8, 16), torch.rand(3, 2, 8, 16), torch.rand(3, 2, 8, 16)
+    flow = torch.zeros(3, 2, 8, 16)
     assert torch.equal(warp(prev, flow), prev)
-    logits = torch.tensor([BIG, -BIG, -BIG])[None, :, None, None].expand(3, 3, 9, 13)
+    logits = torch.tensor([BIG, -BIG, -BIG])[None, :, None, None].expand(3, 3, 8, 16)
     assert torch.equal(compose(prev, first, gen, flow, logits), prev)
 
 
-def test_warp_is_border_bilinear_grid_sample_and_exact_for_integer_flow():
-    images, flow = torch.rand(2, 3, 8, 11), 3 * torch.randn(2, 2, 8, 11)
-    ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(11.0), indexing="ij")
-    grid = torch.stack((2 * (xs + flow[:, 0]) / 10 - 1, 2 * (ys + flow[:, 1]) / 7 - 1), dim=-1)
+def test_zero_flow_on_other_sizes_is_within_float_rounding():
+    prev = torch.rand(3, 2, 9, 13)
+    assert torch.allclose(warp(prev, torch.zeros(3, 2, 9, 13)), prev, rtol=0, atol=1e-6)
+
+
+def test_warp_is_border_bilinear_sampling_and_exact_for_integer_flow():
+    images, flow = torch.rand(2, 3, 8, 16), 3 * torch.randn(2, 2, 8, 16)
+    ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(16.0), indexing="ij")
+    # pixel coordinates on the corner-aligned grid: the same bilinear, border-clamped sample
+    grid = torch.stack((2 * (xs + flow[:, 0]) / 15 - 1, 2 * (ys + flow[:, 1]) / 7 - 1), dim=-1)
     expected = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
     assert torch.allclose(warp(images, flow), expected, atol=1e-5)
     # backward offsets: out[y, x] = in[y + dy, x + dx]; content moves by -flow
-    shift = torch.zeros(2, 2, 8, 11)
+    shift = torch.zeros(2, 2, 8, 16)
     shift[:, 0], shift[:, 1] = -2.0, 1.0
-    assert torch.equal(warp(images, shift)[..., :7, 2:], images[..., 1:, :9])
+    assert torch.equal(warp(images, shift)[..., :7, 2:], images[..., 1:, :14])
 
 
 def test_region_hidden_in_the_previous_frame_is_recovered_from_the_first_frame():
