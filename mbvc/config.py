@@ -219,9 +219,25 @@ def _structured(cls: type, values: Any, section: str, source: str) -> Any:
         raise ConfigError(f"{source}: unknown key {key!r}." + did_you_mean(str(e.key), names)) from None
     except OmegaConfBaseException as e:
         key = f"{section}.{e.full_key}" if getattr(e, "full_key", None) else section
-        raise ConfigError(f"{source}: {key}: {str(e).splitlines()[0]}") from None
+        message = str(e).splitlines()[0]
+        if "$VALUE" in message:  # OmegaConf lost the context (an element of a list): find the key
+            key, message = _wrong_type(cls, values, section, message)
+        raise ConfigError(f"{source}: {key}: {message}") from None
     except ConfigError as e:  # __post_init__ validation
         raise ConfigError(f"{source}: {e}") from None
+
+
+def _wrong_type(cls: type, values: dict[str, Any], section: str, message: str) -> tuple[str, str]:
+    """The key whose value OmegaConf refused without naming it, and what was expected there."""
+    types = {f.name: f.type for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        schema = OmegaConf.structured(cls)
+        OmegaConf.set_readonly(schema, False)
+        try:
+            OmegaConf.merge(schema, {key: value})
+        except OmegaConfBaseException:
+            return f"{section}.{key}", f"expected {types.get(key, 'another type')}, got {value!r}"
+    return section, message.replace("'$VALUE' of type '$VALUE_TYPE'", "of the wrong type")
 
 
 def section_config(cls: type, cfg: RunConfig | dict[str, Any], section: str, source: str | None = None) -> Any:
