@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "demo": ("the end-to-end demo: collect pushing rollouts, train an action-conditioned PredRNN-V2, "
              "run visual MPC on held-out goals next to random and oracle agents"),
     "visualize": "plot the delta_c / delta_m memory increments of a PredRNN-V2 model (PCA or t-SNE)",
+    "data": "fetch Moving MNIST, KTH or BAIR once, verified and prepared (`data list`, `data get NAME`)",
 }
 
 

@@ -51,6 +51,8 @@ _EXPORTS = {
     "KTHDataset": "mbvc.data.kth",
     "kth_dataset": "mbvc.data.kth",
     "convert_kth": "mbvc.data.kth",
+    # the published datasets, fetched once (`mbvc data get`)
+    "get_dataset": "mbvc.data.get",
     # user data
     "FolderDataset": "mbvc.data.folder",
     "ArrayDataset": "mbvc.data.folder",

@@ -184,13 +184,21 @@ class MnistNpzData(_Paths, DataConfig):
 
 @dataclass(frozen=True)
 class MnistSeqData(_Paths, DataConfig):
-    """``mnist_seq``: one ``mnist_test_seq.npy`` file per split (``<split>_paths``)."""
+    """``mnist_seq``: one ``mnist_test_seq.npy`` file per split (``<split>_paths``).
+
+    An empty ``val_paths`` / ``test_paths`` reads the standard test set that ``mbvc data get
+    moving_mnist`` put under the data root; training needs its own ``train_paths``.
+    """
 
     name: str = "mnist_seq"
 
     def build(self, split: str) -> Dataset:
         from mbvc.data.mnist_files import MnistSeqDataset
 
+        if not self.paths(split) and split != "train":  # the standard test set, fetched by `mbvc data get`
+            path = str(downloaded(self.name, f"data.{split}_paths", "an mnist_test_seq.npy file")
+                       / "mnist_test_seq.npy")
+            return TrimFrames(MnistSeqDataset(path, self.uint8), _window(self, split)[0], path)
         (path, *rest) = _split_paths(self, split, "an mnist_test_seq.npy file")
         if rest:
             raise ConfigError(f"mnist_seq reads one file per split, got {len(rest) + 1} for {split}")
@@ -202,7 +210,9 @@ class KTHData(DataConfig):
     """``kth``: the KTH actions (avi files or extracted frames), cached.
 
     Attributes:
-        root: the KTH folder (required).
+        root: the KTH folder; empty: the one ``mbvc data get kth`` prepared under the data root
+            (``$MBVC_DATA``, else ``~/.cache/mbvc/data``), filled in when the config is made if it
+            is complete then, else looked up when the dataset is built (an error if still absent).
         image_size: frame side; 0 = 128.
         cache_dir: where the cache goes (default ``<root>/mbvc_cache``).
         kth_source: ``auto``, ``avi`` or ``frames``.
@@ -226,7 +236,7 @@ class KTHData(DataConfig):
         from mbvc.data.kth import kth_dataset
 
         seq_len, stride = _window(self, split, eval_len=30)
-        return kth_dataset(self.root, "train" if split == "train" else "test", seq_len,
+        return kth_dataset(_root(self), "train" if split == "train" else "test", seq_len,
                            stride if stride is not None else "category", self.uint8, self.image_size or 128,
                            self.cache_dir or None, self.kth_source, self.skip_short)
 
@@ -236,7 +246,8 @@ class BAIRData(DataConfig):
     """``bair``: BAIR robot pushing (softmotion30_44k tfrecords), cached.
 
     Attributes:
-        root: the dataset folder with ``train/`` and ``test/`` (required).
+        root: the dataset folder with ``train/`` and ``test/``; empty: the one ``mbvc data get
+            bair`` prepared under the data root (as for ``kth``).
         image_size: frame side; 0 = 64.
         cache_dir: where the cache goes (default ``<root>/mbvc_cache``).
         image_key: camera, ``image_aux1`` (the reference) or ``image_main``.
@@ -260,7 +271,7 @@ class BAIRData(DataConfig):
         seq_len, stride = _window(self, split, eval_len=30)
         if stride is None:
             stride = 1 if split == "train" else None  # eval: one window per trajectory, from step 0
-        return bair_dataset(self.root, "train" if split == "train" else "test", seq_len, stride, self.uint8,
+        return bair_dataset(_root(self), "train" if split == "train" else "test", seq_len, stride, self.uint8,
                             self.cache_dir or None, self.image_key, self.image_size or 64)
 
 
@@ -350,11 +361,41 @@ def dataset_config(name: Any) -> type[DataConfig]:
     return DATASETS[name]
 
 
+#: ``data.name`` -> the dataset ``mbvc data get NAME`` prepares for it under the data root.
+DOWNLOADS = {"kth": "kth", "bair": "bair", "mnist_seq": "moving_mnist"}
+
+
+def downloaded(name: str, setting: str, what: str = "the dataset folder") -> Path:
+    """The complete download of ``data.name=name`` under the data root (``mbvc data get``).
+
+    Raises:
+        ConfigError: none there; the message names ``setting`` and the command that fetches it.
+    """
+    from mbvc.data.get.manifest import complete_folder, dataset_folder, status
+
+    folder = complete_folder(DOWNLOADS[name])
+    if folder is None:
+        where = dataset_folder(DOWNLOADS[name])
+        state = status(where)[0]
+        hint = " (an unfinished download is there: the same command resumes it)" if state == "incomplete" else ""
+        raise ConfigError(f"{setting} is required for {name} ({what}): set {setting}=/path, or run "
+                          f"`mbvc data get {DOWNLOADS[name]}` to download it into {where}{hint}")
+    return folder
+
+
 def _root_and_size(cfg: Any) -> None:
-    if not cfg.root:
-        raise ConfigError(f"data.root is required for {cfg.name} (the dataset folder)")
+    if not cfg.root:  # the folder `mbvc data get` prepared, so a preset needs no --set data.root
+        from mbvc.data.get.manifest import complete_folder
+
+        folder = complete_folder(DOWNLOADS[cfg.name])  # recorded in config.yaml; none yet: see _root
+        object.__setattr__(cfg, "root", "" if folder is None else str(folder))  # `--set data.root=` gives None
     if cfg.image_size < 0:
         raise ConfigError(f"data.image_size must be >= 0, got {cfg.image_size}")
+
+
+def _root(cfg: Any) -> str:
+    """``data.root``, else the complete download under the data root (else a one-line ConfigError)."""
+    return cfg.root or str(downloaded(cfg.name, "data.root"))
 
 
 def _split_paths(cfg: DataConfig, split: str, what: str) -> tuple[str, ...]:

@@ -30,9 +30,12 @@ def test_bad_image_key():
         DataConfig(name="bair", root="/x", image_key="image_aux")
 
 
-def test_root_required():
-    with pytest.raises(ConfigError, match="data.root is required for kth"):
-        DataConfig(name="kth")
+def test_root_required(monkeypatch, tmp_path):
+    """An empty root reads the download under the data root; none there: one line naming both ways."""
+    monkeypatch.setenv("MBVC_DATA", str(tmp_path))
+    with pytest.raises(ConfigError, match="data.root is required for kth.*mbvc data get kth") as info:
+        build_dataset(DataConfig(name="kth"), "train")
+    assert "\n" not in str(info.value)
 
 
 def test_unknown_key():
