@@ -12,6 +12,12 @@ Usage:
     python benchmarks/demo_draws.py --name default                         # the push-demo preset, seeds 0-2
     python benchmarks/demo_draws.py --name flow --set model.output=flow --seeds 0,1
     python benchmarks/demo_draws.py --name default --seeds 0 --root runs/draws --quick   # tiny, seconds
+    python benchmarks/demo_draws.py --name state --iterations 4700 --cost state \
+        --set model.state_targets=[0,1,4,5] --also-cost push --also-cost designated_push
+
+``--also-cost NAME`` plans each draw's trained model once more with another cost (MPC only, the
+same goals and planner) into ``<draw>/plan_<NAME>``, and tabulates its success beside the
+demo's: which part of a gain is the model's and which the cost's.
 
 Results: ``benchmarks/results/demo_draws_<name>_cpu.json`` and ``.md`` (the machine and its load
 with every draw).
@@ -69,6 +75,22 @@ def draw_row(report: dict[str, Any], away: set[int]) -> dict[str, Any]:
             "skipped": report["skipped"]}
 
 
+def also_cost(out: Path, settings: Any, name: str, away: set[int]) -> dict[str, Any]:
+    """Plan a finished draw's model with the cost ``name`` (MPC only), resumable; its success figures."""
+    from agents.costs import cost_config
+    from agents.costs.registry import with_cost_name
+    from agents.plan import run_plan
+
+    section = with_cost_name(settings.run.app.get("cost"), name)
+    result = run_plan(out / "model", settings.collect.env_id, out / f"plan_{name}", seeds=settings.eval_seeds(),
+                      env_kwargs=settings.eval_env_kwargs(), cost=cost_config(section), planner=settings.plan,
+                      agents=["mpc"], data_root=out / "data" / "train", device="cpu", progress=False,
+                      restart_on_change=True, workers=settings.plan_workers)["results"]["mpc"]
+    solved = {e["seed"] for e in result["per_episode"] if e["success"]}
+    return {"success": result["success_rate"], "away_solved": len(solved & away),
+            "others_solved": len(solved - away), "goals": result["episodes"]}
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The draws as a Markdown page."""
     rows = report["draws"]
@@ -89,6 +111,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", f"Mean success over {len(rows)} draw(s): **{100 * report['mean_success']:.0f}%**. Minutes are the "
               "stages' own as first run (a draw run beside other jobs is slower); compare them only between draws run "
               "alone.", ""]
+    for name in report.get("also_costs", []):
+        figures = [r["also"][name] for r in rows.values()]
+        per_draw = ", ".join(f"{100 * f['success']:.0f}% (away {f['away_solved']})" for f in figures)
+        mean = 100 * sum(f["success"] for f in figures) / len(figures)
+        lines += [f"The same models planned with the `{name}` cost (MPC only, same goals and planner): {per_draw}; "
+                  f"mean **{mean:.0f}%**.", ""]
     return "\n".join(lines)
 
 
@@ -101,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", type=Path, default=Path("runs/draws"), help="demo folders <root>/<name>-s<seed>")
     p.add_argument("--quick", action="store_true", help="the demo's tiny configuration (checks the script)")
     p.add_argument("--out", type=Path, help="results stem (default benchmarks/results/demo_draws_<name>_cpu)")
+    p.add_argument("--cost", help="plan with this cost instead of the preset's (as mbvc demo --cost)")
+    p.add_argument("--iterations", type=int, help="train this many iterations, the curriculum scaled to them")
+    p.add_argument("--also-cost", dest="also", action="append", default=[], metavar="NAME",
+                   help="also plan each draw's model with this cost (repeatable)")
     args = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import envs
@@ -115,17 +147,19 @@ def main(argv: list[str] | None = None) -> int:
         rows, away = {}, None
         for seed in seeds:
             settings = demo_settings(overrides=[*args.overrides, f"demo.seed={seed}", "demo.progress=false"],
-                                     tiny=args.quick)
-            report = run_demo(settings, args.root / f"{args.name}-s{seed}")
+                                     tiny=args.quick, cost=args.cost, iterations=args.iterations)
+            out = args.root / f"{args.name}-s{seed}"
+            report = run_demo(settings, out)
             away = away if away is not None else set(away_goals(settings, report["eval_seeds"]))
             rows[seed] = draw_row(report, away)
+            rows[seed]["also"] = {name: also_cost(out, settings, name, away) for name in args.also}
     except MbvcError as exc:
         print(f"benchmarks/demo_draws.py: error: {exc}", file=sys.stderr)
         return 2
     result = {"benchmark": "demo_draws", "name": args.name, "overrides": args.overrides,
               "command": "python benchmarks/demo_draws.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_info("cpu"), "quick": args.quick,
-              "away_goals": sorted(away or ()), "draws": rows,
+              "cost": args.cost, "iterations": args.iterations, "also_costs": args.also, "away_goals": sorted(away or ()), "draws": rows,
               "mean_success": sum(r["success"] for r in rows.values()) / len(rows)}
     stem = args.out or ROOT / "benchmarks" / "results" / f"demo_draws_{args.name}_cpu"
     save_results(stem.with_suffix(".json"), result, markdown(result))

@@ -21,3 +21,19 @@ def test_draws_are_summarised_per_seed_and_resumed(tmp_path):
     again = json.loads((tmp_path / "r.json").read_text())["draws"]["0"]
     assert again["skipped"] == ["collect", "train", "plan"] and again["success"] == row["success"]
     assert (tmp_path / "r.md").read_text().startswith("# The demo over training draws: tiny")
+
+
+def test_a_cost_switch_and_another_cost_on_the_same_models(tmp_path):
+    from benchmarks.demo_draws import main
+
+    args = ["--name", "tiny", "--seeds", "0", "--root", str(tmp_path / "draws"), "--quick", "--out", str(tmp_path / "r"),
+            "--cost", "state", "--set", "model.state_targets=[0,1,4,5]", "--also-cost", "push"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    row = report["draws"]["0"]
+    demo = json.loads((tmp_path / "draws" / "tiny-s0" / "report.json").read_text())
+    assert demo["results"]["mpc"]["planner"]["cost"] == "state"
+    push = json.loads((tmp_path / "draws" / "tiny-s0" / "plan_push" / "results.json").read_text())
+    assert push["results"]["mpc"]["planner"]["cost"] == "push" and set(push["results"]) == {"mpc"}
+    assert row["also"]["push"]["success"] == push["results"]["mpc"]["success_rate"]
+    assert "planned with the `push` cost" in (tmp_path / "r.md").read_text()
