@@ -117,10 +117,6 @@ class PredRNNModel(PlanningModel):
             ``torch.bfloat16``: several times faster on CPUs with AMX / AVX512-BF16 and on
             GPUs, and precise enough to rank candidates); ``None`` keeps the weights' dtype.
             Predictions are returned as float32 either way.
-        predict: what a rollout returns: ``"frames"`` (N x H x C x h x w, clipped to [0, 1]) or
-            ``"states"``: the model's state readout (N x H x S, the entries of
-            ``model.state_targets``, :mod:`mbvc.models.readout`) for a cost that reads states
-            (:class:`agents.costs.StateCost`).
     """
 
     def __init__(
@@ -129,7 +125,6 @@ class PredRNNModel(PlanningModel):
         chunk_size: int | None = 256,
         context_length: int | None = None,
         autocast: torch.dtype | None = None,
-        predict: str = "frames",
     ) -> None:
         # mbvc's PredRNN keeps its ModelConfig in ``config``; accept ``cfg`` for other wrappers.
         cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
@@ -144,12 +139,6 @@ class PredRNNModel(PlanningModel):
             raise ConfigError(f"chunk_size must be >= 1 or None, got {chunk_size=}")
         if autocast is not None and autocast not in (torch.bfloat16, torch.float16):
             raise ConfigError(f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast}")
-        if predict not in ("frames", "states"):
-            raise ConfigError(f"predict must be 'frames' or 'states', got {predict!r}")
-        if predict == "states" and not getattr(cfg, "state_targets", ()):
-            raise ConfigError("a cost that reads predicted states needs a world model trained with "
-                              f"model.state_targets; this {getattr(cfg, 'name', type(model).__name__)} has none")
-        self.predict = predict
         self.model = model.eval()
         self.chunk_size = chunk_size
         self.autocast = autocast
@@ -208,14 +197,10 @@ class PredRNNModel(PlanningModel):
         self._check_horizon(actions.shape[1])
         actions = actions.to(self.device, torch.float32)
         size = self.chunk_size or actions.shape[0]
-        states = self.predict == "states"
         with self._autocast():
-            extra = {"states": True} if states else {}  # a model without a readout need not take the keyword
-            outs = [self.model.rollout(state, actions.shape[1], actions=chunk, **extra) for chunk in actions.split(size)]
-        if states:
-            outs = [extras["states"] for _, extras in outs]
+            outs = [self.model.rollout(state, actions.shape[1], actions=chunk) for chunk in actions.split(size)]
         out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return out.float() if states else out.float().clamp_(0.0, 1.0)
+        return out.float().clamp_(0.0, 1.0)
 
     def _check_horizon(self, horizon: int) -> None:
         """Say once per level (:func:`extrapolation_level`) when a plan rolls the model past its trained steps."""

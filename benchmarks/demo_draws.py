@@ -12,8 +12,8 @@ Usage:
     python benchmarks/demo_draws.py --name default                         # the push-demo preset, seeds 0-2
     python benchmarks/demo_draws.py --name flow --set model.output=flow --seeds 0,1
     python benchmarks/demo_draws.py --name default --seeds 0 --root runs/draws --quick   # tiny, seconds
-    python benchmarks/demo_draws.py --name state --iterations 4700 --cost state \
-        --set model.state_targets=[0,1,4,5] --also-cost push --also-cost designated_push
+    python benchmarks/demo_draws.py --name flow4700 --iterations 4700 --set model.output=flow \
+        --also-cost designated_push
 
 ``--also-cost NAME`` plans each draw's trained model once more with another cost (MPC only, the
 same goals and planner) into ``<draw>/plan_<NAME>``, and tabulates its success beside the

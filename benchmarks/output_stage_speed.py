@@ -1,7 +1,7 @@
-"""What a world model's output stage and state readout cost: training iterations and plans, side by side.
+"""What a world model's output stage costs: training iterations and plans, side by side.
 
-The push demo's model (preset ``push-demo``) is built in each variant (pixel output, flow output,
-each with and without the state readout of ``model.state_targets``), and their training
+The push demo's model (preset ``push-demo``) is built with each output stage (pixels, flow), and
+their training
 iterations (batch 8, 12 frames, Adam) and planning rollouts (encode once, 3 iterations x 67
 candidates x 10 steps, one thread as a plan worker has) are timed interleaved in one process, so
 that load from elsewhere hits all alike. Figures are medians and ratios to the pixel model.
@@ -31,8 +31,7 @@ from benchmarks.machine import machine_info, save_results  # noqa: E402
 from mbvc.config import model_config_from_preset  # noqa: E402
 from mbvc.models import CurriculumConfig, build_model, curriculum_mask  # noqa: E402
 
-VARIANTS = {"pixels": {}, "flow": {"output": "flow"}, "pixels + state readout": {"state_targets": (0, 1, 4, 5)},
-            "flow + state readout": {"output": "flow", "state_targets": (0, 1, 4, 5)}}
+VARIANTS = {"pixels": {}, "flow": {"output": "flow"}}
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -47,7 +46,6 @@ def measure(repeats: int, batch: int = 8, candidates: int = 67) -> dict[str, dic
     gen = torch.Generator().manual_seed(0)
     frames = torch.rand(batch, base.total_length, base.img_channel, base.img_height, base.img_width, generator=gen)
     actions = torch.rand(batch, base.total_length, base.num_action_ch, generator=gen) * 2 - 1
-    states = torch.rand(batch, base.total_length, 14, generator=gen)
     plans = torch.rand(candidates, 10, base.num_action_ch, generator=gen) * 2 - 1
     context = frames[:1, : base.input_length]
     mask = curriculum_mask(base, CurriculumConfig(), itr=10**6, batch=batch)  # closed loop, as late training
@@ -57,19 +55,18 @@ def measure(repeats: int, batch: int = 8, candidates: int = 67) -> dict[str, dic
         torch.manual_seed(0)
         model = build_model(dataclasses.replace(base, **changes))
         opt = torch.optim.Adam(model.parameters(), 1e-3)
-        readout = bool(changes.get("state_targets"))
 
-        def step(model: Any = model, opt: Any = opt, readout: bool = readout) -> None:
-            out = model(frames, mask, actions, states=states if readout else None)
+        def step(model: Any = model, opt: Any = opt) -> None:
+            out = model(frames, mask, actions)
             opt.zero_grad()
             out.loss.backward()
             opt.step()
 
         @torch.no_grad()
-        def plan(model: Any = model, readout: bool = readout) -> None:
+        def plan(model: Any = model) -> None:
             state = model.encode(context, actions[:1, : base.input_length - 1])
             for _ in range(3):
-                model.rollout(state, 10, plans, states=readout)
+                model.rollout(state, 10, plans)
 
         steps[name], rollouts[name] = step, plan
     out: dict[str, dict[str, list[float]]] = {name: {"train_s": [], "plan_s": []} for name in VARIANTS}
@@ -91,7 +88,7 @@ def markdown(report: dict[str, Any]) -> str:
     """The figures as a Markdown table."""
     rows, base = report["variants"], report["variants"]["pixels"]
     m = report["machine"]
-    lines = ["# Output stage and state readout: cost per training iteration and per plan", "",
+    lines = ["# Output stage: cost per training iteration and per plan", "",
              f"Command: `{report['command']}`. Machine: {m['cpu']}, {m['torch_threads']} torch threads for training, "
              f"1 for planning, torch {m['torch']}, {report['date']}. Medians of {report['repeats']} interleaved rounds.",
              "", f"| world model | training iteration (ms) | vs pixels | plan: 3 x {report['candidates']} x 10 steps (ms) | vs pixels |",

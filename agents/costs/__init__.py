@@ -5,7 +5,6 @@
 * :mod:`agents.costs.image`: goal-image MSE (with a mask), LPIPS, a coloured object's pixel;
 * :mod:`agents.costs.designated`: a designated object (and agent) tracked by its looks;
 * :mod:`agents.costs.push`: the push task's cost and its calibration from rollouts;
-* :mod:`agents.costs.state`: a push scored on a world model's predicted simulator state;
 * :mod:`agents.costs.registry`: costs by name, one config class each (``--cost NAME``).
 """
 from __future__ import annotations
@@ -35,10 +34,9 @@ from .image import (
     load_mask,
 )
 from .registry import COSTS, CostConfig, build_cost, cost_config, register_cost
-from .state import StateCost, StateGoal
 
 __all__ = ["COSTS", "Cost", "CostConfig", "DesignatedGoal", "DesignatedObjectCost", "DesignatedPixelCost",
-           "DesignatedPushCost", "FunctionCost", "GoalImageCost", "LPIPSCost", "MaskedGoalImageCost", "StateCost",
-           "StateGoal", "SumCost", "as_cost", "blob_position", "build_cost", "check_frames", "colour_mass", "cost_config", "env_goal_image",
+           "DesignatedPushCost", "FunctionCost", "GoalImageCost", "LPIPSCost", "MaskedGoalImageCost", "SumCost",
+           "as_cost", "blob_position", "build_cost", "check_frames", "colour_mass", "cost_config", "env_goal_image",
            "goal_as_frames", "goal_mse", "load_mask", "push_shaping", "register_cost", "require_goal", "step_weights",
            "weighted_sum"]

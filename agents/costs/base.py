@@ -24,14 +24,7 @@ from mbvc.errors import ConfigError, ShapeError
 
 
 class Cost:
-    """Base of every cost: ``cost(frames N x H x C x h x w, goal) -> N`` plus the agent's hooks.
-
-    Attributes:
-        reads: what the cost scores: ``"frames"`` (predicted images), or ``"states"``: a world
-            model's predicted simulator state ``N x H x S`` (:class:`agents.costs.state.StateCost`).
-    """
-
-    reads = "frames"
+    """Base of every cost: ``cost(frames N x H x C x h x w, goal) -> N`` plus the agent's hooks."""
 
     def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define __call__(frames, goal)")

@@ -260,40 +260,6 @@ class UserCostConfig(CostConfig):
         return as_cost(obj)
 
 
-@dataclass(frozen=True)
-class StateCostConfig(CostConfig):
-    """``state``: the object's distance to the goal on the model's predicted state (:class:`StateCost`).
-
-    Needs a world model trained with ``model.state_targets``; the entries below index the
-    predicted vector (the targets in their order).
-
-    Attributes:
-        object_entries: the two predicted entries holding the object's position.
-        pusher_entries: the two predicted entries holding the pusher's position.
-        pusher_weight: weight of the pusher's distance to the object.
-    """
-
-    name: str = "state"
-    object_entries: tuple[int, ...] = (2, 3)
-    pusher_entries: tuple[int, ...] = (0, 1)
-    pusher_weight: float = 0.5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _non_negative(self, "pusher_weight")
-        for key in ("object_entries", "pusher_entries"):
-            value = getattr(self, key)
-            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
-                    isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value):
-                raise ConfigError(f"cost.{key} must be two indices >= 0 into the predicted state, got {value!r}")
-            object.__setattr__(self, key, tuple(value))
-
-    def build(self, data_root: Path | None = None) -> Cost:
-        from .state import StateCost
-
-        return StateCost(self.object_entries, self.pusher_entries, self.pusher_weight, self.final_weight)
-
-
 #: Registered costs: name -> config class (its ``build(data_root)`` makes the cost).
 COSTS: dict[str, type[CostConfig]] = {
     "goal_image": GoalImageCostConfig,
@@ -302,7 +268,6 @@ COSTS: dict[str, type[CostConfig]] = {
     "push": PushCostConfig,
     "designated_object": DesignatedObjectCostConfig,
     "designated_push": DesignatedPushCostConfig,
-    "state": StateCostConfig,
 }
 
 

@@ -27,12 +27,12 @@ def test_a_cost_switch_and_another_cost_on_the_same_models(tmp_path):
     from benchmarks.demo_draws import main
 
     args = ["--name", "tiny", "--seeds", "0", "--root", str(tmp_path / "draws"), "--quick", "--out", str(tmp_path / "r"),
-            "--cost", "state", "--set", "model.state_targets=[0,1,4,5]", "--also-cost", "push"]
+            "--cost", "designated_push", "--also-cost", "push"]
     assert main(args) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     row = report["draws"]["0"]
     demo = json.loads((tmp_path / "draws" / "tiny-s0" / "report.json").read_text())
-    assert demo["results"]["mpc"]["planner"]["cost"] == "state"
+    assert demo["results"]["mpc"]["planner"]["cost"] == "designated_push"
     push = json.loads((tmp_path / "draws" / "tiny-s0" / "plan_push" / "results.json").read_text())
     assert push["results"]["mpc"]["planner"]["cost"] == "push" and set(push["results"]) == {"mpc"}
     assert row["also"]["push"]["success"] == push["results"]["mpc"]["success_rate"]

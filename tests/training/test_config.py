@@ -135,3 +135,20 @@ def test_a_run_config_written_before_the_options_were_removed_still_loads(tmp_pa
     with pytest.raises(ConfigError, match=r"config.yaml: model: model.views=2 is no longer supported") as e:
         load_run_config(path)
     assert "\n" not in str(e.value)
+
+
+def test_a_list_element_of_the_wrong_type_names_its_key():
+    """OmegaConf refuses ``[2, True]`` for a ``tuple[int, ...]`` without naming the key; mbvc names it."""
+    import dataclasses
+
+    from mbvc.config import section_config
+
+    @dataclasses.dataclass(frozen=True)
+    class Section:
+        entries: tuple[int, ...] = (0, 1)
+        weight: float = 1.0
+
+    with pytest.raises(ConfigError, match=r"file.yaml: s.entries: expected tuple\[int, \.\.\.\], got \[2, True\]") as e:
+        section_config(Section, {"s": {"weight": 2.0, "entries": [2, True]}}, "s", "file.yaml")
+    assert "$VALUE" not in str(e.value) and "\n" not in str(e.value)
+    assert section_config(Section, {"s": {"entries": [2, 3]}}, "s", "file.yaml").entries == (2, 3)
