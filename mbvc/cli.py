@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import typing
 from collections.abc import Iterable, Sequence
@@ -111,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mbvc {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`mbvc data list | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 141
     except OSError as e:  # the file system refused: name the path, no traceback (-v logs it)
         logging.getLogger(__name__).debug("mbvc %s failed", args.command, exc_info=True)
         where = f"{e.filename}: " if e.filename else ""

@@ -137,3 +137,13 @@ def test_the_console_script_prints_no_traceback(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "bad.yaml, line" in proc.stderr
+
+
+def test_a_reader_that_goes_away_is_not_an_error(tmp_path):
+    """``mbvc data list | head -1``: the closed pipe ends the command quietly (exit 141, as a shell's)."""
+    proc = subprocess.Popen([sys.executable, "-m", "mbvc", "data", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "MBVC_DATA": str(tmp_path)})
+    proc.stdout.close()  # before the command writes: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141
+    assert "error" not in err.lower() and "Traceback" not in err
