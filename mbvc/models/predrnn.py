@@ -233,8 +233,9 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
                 features = features + e1
         if head is None:
             return (last(features) if skips is None else last(features, output_size=out_hw)), None
-        weight = torch.cat((last.weight, head.weight), dim=1 if skips is not None else 0)
-        bias = torch.cat((head.bias.new_zeros(last.weight.shape[1 if skips is not None else 0]), head.bias))
+        out_dim = 0 if skips is None else 1  # Conv2d weights are (out, in, ...), ConvTranspose2d (in, out, ...)
+        weight = torch.cat((last.weight, head.weight), dim=out_dim)
+        bias = torch.cat((head.bias.new_zeros(last.weight.shape[out_dim]), head.bias))  # the decoder has none
         if skips is None:
             both = F.conv2d(features, weight, bias)
         else:
