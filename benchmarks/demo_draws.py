@@ -62,13 +62,18 @@ def away_goals(settings: Any, seeds: list[int]) -> list[int]:
         env.close()
 
 
+def solved_split(mpc: dict[str, Any], away: set[int]) -> dict[str, Any]:
+    """An MPC agent's success rate, and the goals it solved away from the camera and elsewhere."""
+    solved = {e["seed"] for e in mpc["per_episode"] if e["success"]}
+    return {"success": mpc["success_rate"], "away_solved": len(solved & away), "others_solved": len(solved - away),
+            "goals": mpc["episodes"]}
+
+
 def draw_row(report: dict[str, Any], away: set[int]) -> dict[str, Any]:
     """One draw's figures from its demo report."""
     mpc = report["results"]["mpc"]
-    solved = {e["seed"] for e in mpc["per_episode"] if e["success"]}
     validation = report["training"].get("validation") or {}
-    return {"success": mpc["success_rate"], "away_solved": len(solved & away), "others_solved": len(solved - away),
-            "goals": mpc["episodes"], "oracle": report["results"].get("oracle", {}).get("success_rate"),
+    return {**solved_split(mpc, away), "oracle": report["results"].get("oracle", {}).get("success_rate"),
             "val_mse": validation.get("eval/mse"), "val_ssim": validation.get("eval/ssim"),
             "copy_last_mse": validation.get("eval_copy_last/mse"), "plan_ms": mpc.get("plan_ms"),
             "minutes": {k: round(v / 60, 2) for k, v in report["timings_s"].items()},
@@ -86,9 +91,7 @@ def also_cost(out: Path, settings: Any, name: str, away: set[int]) -> dict[str, 
                       env_kwargs=settings.eval_env_kwargs(), cost=cost_config(section), planner=settings.plan,
                       agents=["mpc"], data_root=out / "data" / "train", device="cpu", progress=False,
                       restart_on_change=True, workers=settings.plan_workers)["results"]["mpc"]
-    solved = {e["seed"] for e in result["per_episode"] if e["success"]}
-    return {"success": result["success_rate"], "away_solved": len(solved & away),
-            "others_solved": len(solved - away), "goals": result["episodes"]}
+    return solved_split(result, away)
 
 
 def markdown(report: dict[str, Any]) -> str:
