@@ -187,7 +187,8 @@ class MnistSeqData(_Paths, DataConfig):
     """``mnist_seq``: one ``mnist_test_seq.npy`` file per split (``<split>_paths``).
 
     An empty ``val_paths`` / ``test_paths`` reads the standard test set that ``mbvc data get
-    moving_mnist`` put under the data root; training needs its own ``train_paths``.
+    moving_mnist`` put under the data root (val and test are then the same file: a checkpoint
+    chosen on val is chosen on the test set); training needs its own ``train_paths``.
     """
 
     name: str = "mnist_seq"
@@ -198,10 +199,10 @@ class MnistSeqData(_Paths, DataConfig):
         if not self.paths(split) and split != "train":  # the standard test set, fetched by `mbvc data get`
             path = str(downloaded(self.name, f"data.{split}_paths", "an mnist_test_seq.npy file")
                        / "mnist_test_seq.npy")
-            return TrimFrames(MnistSeqDataset(path, self.uint8), _window(self, split)[0], path)
-        (path, *rest) = _split_paths(self, split, "an mnist_test_seq.npy file")
-        if rest:
-            raise ConfigError(f"mnist_seq reads one file per split, got {len(rest) + 1} for {split}")
+        else:
+            (path, *rest) = _split_paths(self, split, "an mnist_test_seq.npy file")
+            if rest:
+                raise ConfigError(f"mnist_seq reads one file per split, got {len(rest) + 1} for {split}")
         return TrimFrames(MnistSeqDataset(path, self.uint8), _window(self, split)[0], path)
 
 

@@ -43,6 +43,8 @@ class Server:
         self.requests: list[tuple[str, str | None]] = []
         self.cut_after: int | None = None  # cut the next response after this many body bytes
         self.ignore_range = False
+        self.fail_next = 0  # answer this many requests 503 (busy)
+        self.fail_after_cut = 0  # ... set to this when a response is cut
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -63,6 +65,10 @@ class Server:
         rng = h.headers.get("Range")
         self.requests.append((h.path, rng))
         data = self.files.get(h.path)
+        if self.fail_next:
+            self.fail_next -= 1
+            h.send_error(503)
+            return
         if data is None:
             h.send_error(404)
             return
@@ -84,6 +90,7 @@ class Server:
         body = data[start:]
         if self.cut_after is not None:
             body, self.cut_after = body[: self.cut_after], None
+            self.fail_next = self.fail_after_cut
             h.close_connection = True
         h.wfile.write(body)
         h.wfile.flush()
@@ -282,9 +289,10 @@ def test_a_cut_connection_is_resumed_and_every_byte_is_fetched_once(server, tmp_
 def test_an_interrupted_run_keeps_its_bytes_and_the_next_run_resumes(server, tmp_path):
     tar = bair_tar()
     serve(server, "bair", {"bair_robot_pushing_dataset_v0.tar": tar})
-    server.cut_after = 5000
-    with pytest.raises(DataError, match="connection broke 1 times.*run the same command again to resume") as e:
-        get_dataset("bair", retries=0)
+    server.cut_after, server.fail_after_cut = 5000, 1  # cut, then busy: no progress left in this run's budget
+    with pytest.raises(DataError, match="connection broke 1 times without progress.*HTTP 503.*run the same "
+                                        "command again to resume") as e:
+        get_dataset("bair", retries=0, retry_wait=0)
     assert "\n" not in str(e.value)
     folder = tmp_path / "root" / "bair"
     assert (folder / "bair_robot_pushing_dataset_v0.tar.partial").stat().st_size == 5000
@@ -461,3 +469,16 @@ def test_presets_and_mnist_seq_read_the_data_root_without_settings(server, tmp_p
     cfg = load_run_config("kth-predrnn-small", ["data.root="])
     with pytest.raises(ConfigError, match="data.root is required for kth .*`mbvc data get kth`"):
         build_dataset(cfg.data, "train")
+
+
+def test_a_refused_lock_leaves_the_holders_lock_and_folder_in_place(tmp_path):
+    from mbvc.data.get.manifest import folder_lock
+
+    folder = tmp_path / "bair"
+    folder.mkdir()
+    with folder_lock(folder):  # the holder has stored nothing yet: only its .lock is there
+        with pytest.raises(DataError, match="being filled by another mbvc data get"):
+            with folder_lock(folder):
+                pass
+        assert (folder / ".lock").is_file()
+    assert not folder.exists()  # the holder, which stored nothing, tidies up after itself

@@ -4,7 +4,7 @@
 :func:`dataset_status`. A dataset lives in ``<root>/<name>`` (root: ``$MBVC_DATA``, else
 ``~/.cache/mbvc/data``) with a manifest (:mod:`mbvc.data.get.manifest`) that the data configs
 read: a ``kth`` or ``bair`` config with an empty ``data.root`` (and ``mnist_seq`` with no
-val/test paths) uses the complete dataset found there. Standard library only (``urllib``).
+val/test paths) uses the complete dataset found there. Downloads use the standard library (``urllib``).
 
 Example:
     >>> from mbvc.data.get import get_dataset

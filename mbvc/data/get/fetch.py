@@ -80,20 +80,27 @@ def download(url: str, partial: str | Path, retries: int = 5, retry_wait: float 
     """
     partial = Path(partial)
     fetched = 0
-    for attempt in range(retries + 1):
+    attempt = 0
+    while True:
         try:
             result = _attempt(url, partial, progress, timeout)
             return Download(result.sha256, result.size, fetched + result.fetched)
+        except Unreachable as e:
+            if not (fetched or _size(partial)):  # never connected: offline, said in one line by the caller
+                raise
+            # reached before, lost now (a dropped route mid-download): as worth a retry as a broken reply
+            error: _Broken = _Broken(f"cannot reconnect ({e.reason})", 0)
         except _Broken as e:
-            fetched += e.args[1]
-            if attempt == retries:
-                raise DataError(f"{url}: the connection broke {retries + 1} times, last at byte "
-                                f"{_size(partial):,} ({e.args[0]}); the bytes are kept in {partial}: run "
-                                "the same command again to resume") from None
-            wait = retry_wait * 2 ** attempt
-            log.warning("%s: %s; resuming at byte %d in %.0f s", url, e.args[0], _size(partial), wait)
-            time.sleep(wait)
-    raise AssertionError("unreachable")  # pragma: no cover
+            error = e
+        fetched += error.args[1]
+        attempt = 0 if error.args[1] else attempt + 1  # the budget counts attempts that made no progress
+        if attempt > retries:
+            raise DataError(f"{url}: the connection broke {retries + 1} times without progress, last at byte "
+                            f"{_size(partial):,} ({error.args[0]}); the bytes are kept in {partial}: run "
+                            "the same command again to resume") from None
+        wait = retry_wait * 2 ** max(attempt - 1, 0)
+        log.warning("%s: %s; resuming at byte %d in %.0f s", url, error.args[0], _size(partial), wait)
+        time.sleep(wait)
 
 
 def _size(path: Path) -> int:
@@ -120,7 +127,11 @@ def _open(url: str, partial: Path, have: int, timeout: float) -> http.client.HTT
                           "starting again", 0) from None
         hint = ("; the address may have moved: see the dataset's page (mbvc data list), or download the file "
                 "by hand and pass --from FILE") if e.code in (403, 404, 410) else ""
+        if e.code in (429, 500, 502, 503, 504):  # the server is busy or restarting: worth a retry
+            raise _Broken(f"HTTP {e.code} {e.reason}", 0) from None
         raise DataError(f"{url}: HTTP {e.code} {e.reason}{hint}") from None
+    except (ValueError, http.client.InvalidURL) as e:  # a malformed address (a mirror variable's typo)
+        raise DataError(f"{url}: not a usable address ({e})") from None
     except urllib.error.URLError as e:  # the request could not be sent: no connection at all
         raise Unreachable(url, str(getattr(e.reason, "strerror", None) or e.reason)) from None
     except _BROKEN as e:  # connected, but the reply broke off (server restart, timeout): worth a retry

@@ -143,9 +143,11 @@ def folder_lock(folder: Path) -> Iterator[None]:
         yield
         return
     handle = open(folder / ".lock", "a+")  # noqa: SIM115 - held for the block
+    locked = False
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
         except OSError:
             handle.seek(0)
             pid = handle.read().strip() or "?"
@@ -157,8 +159,8 @@ def folder_lock(folder: Path) -> Iterator[None]:
         handle.flush()
         yield
     finally:
-        with contextlib.suppress(OSError):
-            if [p.name for p in folder.iterdir()] == [".lock"]:  # a start that stored nothing leaves nothing
+        with contextlib.suppress(OSError):  # only the holder tidies: the lock file is another process's otherwise
+            if locked and [p.name for p in folder.iterdir()] == [".lock"]:  # a start that stored nothing
                 (folder / ".lock").unlink()
                 folder.rmdir()
         handle.close()

@@ -146,9 +146,12 @@ def _local_files(src: DatasetSource, source_path: str | os.PathLike | None) -> d
 
 
 def _remove_temporaries(folder: Path) -> None:
-    """Remove the temporary files of unpacking that a killed run left (``.<name>.<random>.tmp*``)."""
+    """Remove the temporary files of unpacking that a killed run left (``.<name>.<random>.tmp*``).
+
+    Not under the readers' cache, which a training run may be building now (it resumes its own).
+    """
     for path in folder.rglob(".*.tmp*"):
-        if path.is_file() and not path.name.endswith(".partial"):
+        if path.is_file() and KTH_CACHE_DIR not in path.relative_to(folder).parts:
             path.unlink()
 
 

@@ -74,6 +74,8 @@ def _copy_checked(src: IO[bytes], dest: Path, check: Callable[[Path], None] | No
                 out.write(chunk)
                 h.update(chunk)
                 size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before the manifest lists it
         if check is not None:
             check(tmp)
     return {"size": size, "sha256": h.hexdigest()}
@@ -144,7 +146,7 @@ def unpack_kth_zip(path: str | os.PathLike, action: str, folder: str | os.PathLi
                         log.warning("%s: member %s is not a KTH video: checked, not unpacked", where, info.filename)
                         while src.read(_CHUNK):
                             pass
-            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as e:
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, RuntimeError) as e:
                 raise DataError(f"{where}: member {info.filename}: {e} (the archive is damaged)") from None
     if not out:
         raise DataError(f"{where}: holds no KTH videos (expected person<NN>_{action}_d<N>_uncomp.avi)")
@@ -238,8 +240,11 @@ def unpack_bair_tar(path: str | os.PathLike, folder: str | os.PathLike, name: st
             src = tar.extractfile(info)
             if src is None:  # pragma: no cover - isfile() members always have data
                 raise DataError(f"{where}: member {rel} has no data")
-            with src:
-                out[rel] = _copy_checked(src, folder / rel, crc)
+            try:
+                with src:
+                    out[rel] = _copy_checked(src, folder / rel, crc)
+            except (tarfile.TarError, EOFError) as e:  # the archive ends inside a member
+                raise DataError(f"{where}: member {rel}: {e} (the archive is damaged or truncated)") from None
     return out
 
 
