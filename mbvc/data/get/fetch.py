@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mbvc.data.get.manifest import sha256_file
 from mbvc.errors import DataError
 from mbvc.io import output_error
 
@@ -147,7 +148,7 @@ def _attempt(url: str, partial: Path, progress: bool | None, timeout: float) -> 
     have = _size(partial)
     response = _open(url, partial, have, timeout)
     if response is None:
-        return Download(_hash_prefix(partial, hashlib.sha256()).hexdigest(), have, 0)
+        return Download(sha256_file(partial), have, 0)
     with response:
         total = None
         if response.status == 206:
@@ -174,18 +175,11 @@ def _truncate(path: Path) -> None:
         raise output_error(path, e) from None
 
 
-def _hash_prefix(path: Path, hasher: Any) -> Any:
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
-    return hasher
-
-
 def _stream(response: http.client.HTTPResponse, partial: Path, have: int, total: int | None,
             progress: bool | None) -> Download:
     from tqdm.auto import tqdm
 
-    hasher = _hash_prefix(partial, hashlib.sha256()) if have else hashlib.sha256()
+    hasher = sha256_file(partial, hashlib.sha256()) if have else hashlib.sha256()
     size, fetched = have, 0
     try:
         partial.parent.mkdir(parents=True, exist_ok=True)

@@ -113,13 +113,13 @@ def complete_folder(name: str, root: str | os.PathLike | None = None) -> Path | 
     return folder if status(folder)[0] == "present" else None
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
+def sha256_file(path: str | os.PathLike, hasher: Any = None) -> Any:
+    """Hex sha256 of a file, read in 1 MiB chunks; with ``hasher``, that hasher fed with the file."""
+    h = hashlib.sha256() if hasher is None else hasher
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
-    return h.hexdigest()
+    return h.hexdigest() if hasher is None else h
 
 
 def disk_bytes(folder: str | os.PathLike) -> int:
