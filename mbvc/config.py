@@ -205,14 +205,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _schema(cls: type) -> Any:
+    """The OmegaConf schema of the dataclass ``cls``, writable (frozen dataclasses give read-only ones)."""
+    schema = OmegaConf.structured(cls)
+    OmegaConf.set_readonly(schema, False)
+    return schema
+
+
 def _structured(cls: type, values: Any, section: str, source: str) -> Any:
     """Merge ``values`` into the dataclass schema ``cls`` with OmegaConf (strict keys and types)."""
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: '{section}' must be a mapping, got {type(values).__name__}")
-    schema = OmegaConf.structured(cls)
-    OmegaConf.set_readonly(schema, False)  # frozen dataclasses give read-only schemas
     try:
-        return OmegaConf.to_object(OmegaConf.merge(schema, values))
+        return OmegaConf.to_object(OmegaConf.merge(_schema(cls), values))
     except ConfigKeyError as e:
         key = f"{section}.{e.full_key}" if getattr(e, "full_key", None) else section
         names = [f.name for f in dataclasses.fields(cls)]
@@ -231,10 +236,8 @@ def _wrong_type(cls: type, values: dict[str, Any], section: str, message: str) -
     """The key whose value OmegaConf refused without naming it, and what was expected there."""
     types = {f.name: f.type for f in dataclasses.fields(cls)}
     for key, value in values.items():
-        schema = OmegaConf.structured(cls)
-        OmegaConf.set_readonly(schema, False)
         try:
-            OmegaConf.merge(schema, {key: value})
+            OmegaConf.merge(_schema(cls), {key: value})
         except OmegaConfBaseException:
             return f"{section}.{key}", f"expected {types.get(key, 'another type')}, got {value!r}"
     return section, message.replace("'$VALUE' of type '$VALUE_TYPE'", "of the wrong type")

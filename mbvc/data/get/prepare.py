@@ -31,7 +31,7 @@ from mbvc.data.get.manifest import (
     write_manifest,
 )
 from mbvc.data.get.sources import DatasetSource, RemoteFile, get_source, url_variable
-from mbvc.data.get.verify import check_npy, copy_file, remove_quietly, unpack_bair_tar, unpack_kth_zip
+from mbvc.data.get.verify import check_npy, copy_file, unpack_bair_tar, unpack_kth_zip
 from mbvc.errors import ConfigError, DataError, OutputError
 from mbvc.io import check_writable_place, make_output_folder
 
@@ -181,7 +181,7 @@ def _get_file(src: DatasetSource, file: RemoteFile, folder: Path, local: dict[st
         outputs = _check(src, file, path, folder, where, manifest["files"])
     except DataError as e:
         if own:  # bad bytes cannot be resumed: the next run fetches the file anew
-            remove_quietly(path)
+            path.unlink(missing_ok=True)
             raise DataError(f"{e}; the download was removed: run again to fetch it anew") from None
         raise
     final = folder / file.name

@@ -18,7 +18,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
 import tarfile
 import zipfile
 import zlib
@@ -102,7 +101,7 @@ def _done(dest: Path, size: int, done: FileRecords, rel: str) -> bool:
 
 
 # ---------------------------------------------------------------- KTH zip archives
-_KTH_VIDEO = re.compile(r"^(?:.*/)?(person\d\d_([a-z]+)_d\d_uncomp\.avi)$")
+_KTH_VIDEO = re.compile(r"(?:.*/)?(person\d\d_([a-z]+)_d\d_uncomp\.avi)")
 
 
 def unpack_kth_zip(path: str | os.PathLike, action: str, folder: str | os.PathLike, name: str = "",
@@ -130,7 +129,7 @@ def unpack_kth_zip(path: str | os.PathLike, action: str, folder: str | os.PathLi
         for info in archive.infolist():
             if info.is_dir():
                 continue
-            m = _KTH_VIDEO.match(info.filename)
+            m = _KTH_VIDEO.fullmatch(info.filename)
             if m and m.group(2) != action:
                 raise DataError(f"{where}: member {info.filename} is a {m.group(2)} video, expected only "
                                 f"{action} videos (person<NN>_{action}_d<N>_uncomp.avi)")
@@ -155,7 +154,7 @@ def unpack_kth_zip(path: str | os.PathLike, action: str, folder: str | os.PathLi
 
 # ---------------------------------------------------------------- BAIR tar archive
 BAIR_DIR = "softmotion30_44k"
-_BAIR_RECORD = re.compile(rf"^{BAIR_DIR}/(train|test)/traj_\d+_to_\d+\.tfrecords$")
+_BAIR_RECORD = re.compile(rf"{BAIR_DIR}/(train|test)/traj_\d+_to_\d+\.tfrecords")
 _BAIR_SPLIT = re.compile(rf"^{BAIR_DIR}/(train|test)/")
 _BLOCK = 512
 
@@ -178,7 +177,7 @@ def bair_members(tar: tarfile.TarFile, path: Path, where: str) -> list[tarfile.T
             raise DataError(f"{where}: member {name!r} points outside the archive's folder; refused")
         if info.isdir():
             continue
-        if info.isfile() and _BAIR_RECORD.match(name):
+        if info.isfile() and _BAIR_RECORD.fullmatch(name):
             records.append(info)
         elif not info.isfile() or _BAIR_SPLIT.match(name):
             kind = "a file" if info.isfile() else "not a regular file"
@@ -246,15 +245,3 @@ def unpack_bair_tar(path: str | os.PathLike, folder: str | os.PathLike, name: st
             except (tarfile.TarError, EOFError) as e:  # the archive ends inside a member
                 raise DataError(f"{where}: member {rel}: {e} (the archive is damaged or truncated)") from None
     return out
-
-
-def remove_quietly(path: str | os.PathLike) -> None:
-    """Remove a file or folder if it is there (an own ``.partial`` download that failed its check)."""
-    path = Path(path)
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
