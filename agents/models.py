@@ -23,7 +23,7 @@ import torch
 from mbvc.errors import ConfigError, EnvError, ShapeError
 
 from .core import image_to_tensor
-from .costs import Cost, weighted_sum
+from .costs import Cost, FramesAndStates, weighted_sum
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,10 @@ class PredRNNModel(PlanningModel):
             ``torch.bfloat16``: several times faster on CPUs with AMX / AVX512-BF16 and on
             GPUs, and precise enough to rank candidates); ``None`` keeps the weights' dtype.
             Predictions are returned as float32 either way.
+        predict: what a rollout returns: ``"frames"`` (N x H x C x h x w, clipped to [0, 1]) or
+            ``"frames+states"``: :class:`agents.costs.FramesAndStates`, the frames and the
+            model's state readout (N x H x S, the entries of ``model.state_targets``,
+            :mod:`mbvc.models.readout`), for a cost that reads both (a cost's ``reads``).
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class PredRNNModel(PlanningModel):
         chunk_size: int | None = 256,
         context_length: int | None = None,
         autocast: torch.dtype | None = None,
+        predict: str = "frames",
     ) -> None:
         # mbvc's PredRNN keeps its ModelConfig in ``config``; accept ``cfg`` for other wrappers.
         cfg = getattr(model, "config", None) or getattr(model, "cfg", None)
@@ -139,6 +144,12 @@ class PredRNNModel(PlanningModel):
             raise ConfigError(f"chunk_size must be >= 1 or None, got {chunk_size=}")
         if autocast is not None and autocast not in (torch.bfloat16, torch.float16):
             raise ConfigError(f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast}")
+        if predict not in ("frames", "frames+states"):
+            raise ConfigError(f"predict must be 'frames' or 'frames+states', got {predict!r}")
+        if predict == "frames+states" and not getattr(cfg, "state_targets", ()):
+            raise ConfigError("a cost that reads predicted states needs a world model trained with "
+                              f"model.state_targets; this {getattr(cfg, 'name', type(model).__name__)} has none")
+        self.predict = predict
         self.model = model.eval()
         self.chunk_size = chunk_size
         self.autocast = autocast
@@ -191,16 +202,21 @@ class PredRNNModel(PlanningModel):
         with self._autocast():
             return self.model.encode(context, actions=context_actions)
 
-    def _roll(self, state: Any, actions: torch.Tensor) -> torch.Tensor:
-        """The candidates' predicted frames from an encoded state, in chunks of ``chunk_size``."""
+    def _roll(self, state: Any, actions: torch.Tensor) -> torch.Tensor | FramesAndStates:
+        """The candidates' predicted frames (and state readout) from an encoded state, in chunks of ``chunk_size``."""
         check_actions(actions)
         self._check_horizon(actions.shape[1])
         actions = actions.to(self.device, torch.float32)
         size = self.chunk_size or actions.shape[0]
+        if self.predict == "frames":
+            with self._autocast():
+                outs = [self.model.rollout(state, actions.shape[1], actions=chunk) for chunk in actions.split(size)]
+            out = outs[0] if len(outs) == 1 else torch.cat(outs)
+            return out.float().clamp_(0.0, 1.0)
         with self._autocast():
-            outs = [self.model.rollout(state, actions.shape[1], actions=chunk) for chunk in actions.split(size)]
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return out.float().clamp_(0.0, 1.0)
+            both = [self.model.rollout(state, actions.shape[1], actions=chunk, states=True) for chunk in actions.split(size)]
+        frames = torch.cat([f for f, _ in both]).float().clamp_(0.0, 1.0)
+        return FramesAndStates(frames, torch.cat([extras["states"] for _, extras in both]).float())
 
     def _check_horizon(self, horizon: int) -> None:
         """Say once per level (:func:`extrapolation_level`) when a plan rolls the model past its trained steps."""

@@ -18,7 +18,7 @@ from mbvc.data.checks import check_finite
 from mbvc.errors import ConfigError, ShapeError
 
 from .core import image_to_tensor
-from .costs import Cost, as_cost
+from .costs import Cost, FramesAndStates, as_cost
 from .models import PlanningModel
 from .planners import PlannerConfig, SamplingOptimizer, TrajectoryOptimizer, build_planner
 
@@ -198,13 +198,16 @@ class MPCAgent:
         goal, cost = self.goal, self.cost
 
         def objective(actions: torch.Tensor) -> torch.Tensor:
-            frames = rollout_fn(actions)
-            costs = cost(frames, goal)
+            predicted = rollout_fn(actions)
+            costs = cost(predicted, goal)
             # NaN predictions give NaN costs, which the planner would rank as worst and still
-            # return a plan. Checking the N costs is cheap; the frames are searched only then.
+            # return a plan. Checking the N costs is cheap; the predictions are searched only then.
             if not bool(torch.isfinite(torch.as_tensor(costs)).all()):
-                if isinstance(frames, torch.Tensor):
-                    check_finite(frames, "MPCAgent: the world model's predicted frames", "predictions")
+                if isinstance(predicted, FramesAndStates):
+                    check_finite(predicted.states, "MPCAgent: the world model's predicted states", "predictions")
+                    predicted = predicted.frames
+                if isinstance(predicted, torch.Tensor):
+                    check_finite(predicted, "MPCAgent: the world model's predicted frames", "predictions")
                 check_finite(torch.as_tensor(costs), f"MPCAgent: the cost {type(cost).__name__}", "costs")
             return costs
 
@@ -216,7 +219,8 @@ class MPCAgent:
         self.last_plan = plan
         if self.record_predictions:
             with torch.no_grad():
-                self.last_prediction = rollout_fn(plan[None])[0]
+                predicted = rollout_fn(plan[None])
+                self.last_prediction = (predicted.frames if isinstance(predicted, FramesAndStates) else predicted)[0]
         log.debug("planned in %.1f ms, best cost %.4g", 1000 * elapsed, self.trajectory.optimizer.info.best_cost)
         return elapsed
 

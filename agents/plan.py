@@ -108,6 +108,19 @@ def check_model_env(config: Any, env: Any, env_id: str, env_kwargs: dict[str, An
                           f"space {env.action_space}")
 
 
+def check_model_states(config: Any, cost: Any) -> None:
+    """Refuse, in one line, a cost reading state entries that the world model does not predict."""
+    targets = tuple(getattr(config, "state_targets", ()))
+    entries = tuple(getattr(cost, "block_entries", ()))
+    if not targets:
+        raise ConfigError(f"cost.block_entries={list(entries)} reads the world model's predicted state, but the model "
+                          "has no readout: train it with model.state_targets (e.g. [0, 1, 4, 5]: the pusher's and the "
+                          "block's x, y), or plan with cost.block_entries=[]")
+    if entries and max(entries) >= len(targets):
+        raise ConfigError(f"cost.block_entries={list(entries)} indexes the model's {len(targets)} predicted entries "
+                          f"(model.state_targets={list(targets)})")
+
+
 def mpc_agent(model: Any, cost: Any, planner: PlannerConfig, env: Any, **kwargs: Any) -> Any:
     """An :class:`agents.mpc.MPCAgent` with ``planner``'s horizon and replanning, in ``env``'s action bounds."""
     from .mpc import MPCAgent
@@ -255,6 +268,8 @@ def run_plan(
              "planner": dataclasses.asdict(planner), "oracle_planner": oracle_planner,
              "oracle_population": oracle_population}))
         image_cost = build_cost(cost, data_root) if "mpc" in agents else None  # a bad cost fails before out/ exists
+        if image_cost is not None and image_cost.reads == "frames+states":
+            check_model_states(mcfg, cost)
         with folder:
             folder.open(settings, dataclass_defaults({"cost": type(cost), "planner": type(planner)}), force,
                         restart_on_change)
@@ -269,8 +284,8 @@ def run_plan(
             gif_path = folder.out / "episode.gif"
             if "mpc" in agents:
                 assert image_cost is not None
-                mpc = mpc_agent(PredRNNModel(net.to(torch.device(device))), image_cost, planner, env,
-                                record_predictions=True)
+                mpc = mpc_agent(PredRNNModel(net.to(torch.device(device)), predict=image_cost.reads), image_cost,
+                                planner, env, record_predictions=True)
                 gif = _GifRecorder(mpc, mpc.cost, gif_path, gif_scale)
                 goal_fn = lambda e: mpc.cost.goal_for_env(e, mpc.image_size)  # noqa: E731
                 results["mpc"] = _score("mpc", gif.agent, env, seeds, folder, done.get("mpc", []), goal_fn, progress,

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from agents.costs.push import PushCost, background_image
+from agents.costs.push import PushCost
+from agents.costs.push_calibration import background_image
 from envs.scene import StateLayout
 from mbvc.data import to_float
 from mbvc.data.rollouts import RolloutDataset

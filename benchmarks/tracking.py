@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.data}: episodes of {length} frames hold no window of {k + h}")
     detector = None
     if args.train_data is not None:
-        from agents.costs.push import PushCost, background_image
+        from agents.costs.push import PushCost
+        from agents.costs.push_calibration import background_image
         detector = PushCost(background_image(args.train_data))
     errors: dict[str, dict[str, list[float]]] = {}
     still: dict[str, list[float]] = {role: [] for role in ("object", "agent") if any(t.role == role for t in trackers)}

@@ -129,8 +129,9 @@ def _timed(fn: Any) -> float:
 class RandomSequences(torch.utils.data.Dataset):
     """``size`` seeded random training sequences in memory, shaped as the preset's data.
 
-    Items are ``{"frames": (T, C, H, W)}`` (uint8 when ``uint8``, else float32 in [0, 1]) and,
-    for action-conditioned models, ``"actions": (T, A)`` float32 in [-1, 1].
+    Items are ``{"frames": (T, C, H, W)}`` (uint8 when ``uint8``, else float32 in [0, 1]),
+    for action-conditioned models ``"actions": (T, A)`` float32 in [-1, 1], and for models with a
+    state readout ``"states": (T, max(state_targets) + 1)`` float32 in [-0.2, 0.2] (table metres).
     """
 
     def __init__(self, model_cfg: Any, size: int, uint8: bool, seed: int = 0) -> None:
@@ -140,6 +141,9 @@ class RandomSequences(torch.utils.data.Dataset):
         self.frames = (frames * 255).round().to(torch.uint8) if uint8 else frames
         self.actions = (torch.rand(size, model_cfg.total_length, model_cfg.num_action_ch, generator=g) * 2 - 1
                         if model_cfg.is_action else None)
+        targets = getattr(model_cfg, "state_targets", ())
+        self.states = ((torch.rand(size, model_cfg.total_length, max(targets) + 1, generator=g) - 0.5) * 0.4
+                       if targets else None)
 
     def __len__(self) -> int:
         return self.frames.shape[0]
@@ -148,6 +152,8 @@ class RandomSequences(torch.utils.data.Dataset):
         item = {"frames": self.frames[i]}
         if self.actions is not None:
             item["actions"] = self.actions[i]
+        if self.states is not None:
+            item["states"] = self.states[i]
         return item
 
 
@@ -169,6 +175,8 @@ def train_flops(run: RunConfig) -> int:
         batch = {"frames": torch.rand(b, mcfg.total_length, mcfg.img_channel, mcfg.img_height, mcfg.img_width)}
         if mcfg.is_action:
             batch["actions"] = torch.rand(b, mcfg.total_length, mcfg.num_action_ch)
+        if mcfg.state_targets:
+            batch["states"] = torch.rand(b, mcfg.total_length, max(mcfg.state_targets) + 1)
     model.setup_training(run.train, batch_size=b)
     with FlopCounterMode(display=False) as counter:
         for update in model.training_updates(batch, 1):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .base import (
     Cost,
+    FramesAndStates,
     FunctionCost,
     as_cost,
     check_frames,
@@ -36,7 +37,7 @@ from .image import (
 from .registry import COSTS, CostConfig, build_cost, cost_config, register_cost
 
 __all__ = ["COSTS", "Cost", "CostConfig", "DesignatedGoal", "DesignatedObjectCost", "DesignatedPixelCost",
-           "DesignatedPushCost", "FunctionCost", "GoalImageCost", "LPIPSCost", "MaskedGoalImageCost", "SumCost",
+           "DesignatedPushCost", "FramesAndStates", "FunctionCost", "GoalImageCost", "LPIPSCost", "MaskedGoalImageCost", "SumCost",
            "as_cost", "blob_position", "build_cost", "check_frames", "colour_mass", "cost_config", "env_goal_image",
            "goal_as_frames", "goal_mse", "load_mask", "push_shaping", "register_cost", "require_goal", "step_weights",
            "weighted_sum"]

@@ -15,7 +15,7 @@ A plain function ``cost(frames, goal)`` is a cost too: :func:`as_cost` gives it 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -23,8 +23,29 @@ import torch
 from mbvc.errors import ConfigError, ShapeError
 
 
+class FramesAndStates(NamedTuple):
+    """A rollout for a cost that reads a world model's state readout beside its frames.
+
+    Attributes:
+        frames: predicted frames ``N x H x C x h x w`` in [0, 1].
+        states: the model's predicted simulator state ``N x H x S`` (the entries of its
+            ``model.state_targets``, in their order; :mod:`mbvc.models.readout`).
+    """
+
+    frames: torch.Tensor
+    states: torch.Tensor
+
+
 class Cost:
-    """Base of every cost: ``cost(frames N x H x C x h x w, goal) -> N`` plus the agent's hooks."""
+    """Base of every cost: ``cost(frames N x H x C x h x w, goal) -> N`` plus the agent's hooks.
+
+    Attributes:
+        reads: what the cost scores: ``"frames"`` (predicted images), or ``"frames+states"``:
+            a :class:`FramesAndStates` of the frames and the world model's state readout
+            (the push cost with ``block_entries``).
+    """
+
+    reads = "frames"
 
     def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define __call__(frames, goal)")

@@ -1,30 +1,24 @@
-"""The image cost of pushing a block to a goal, from pixels only, and what it learns from data.
+"""The image cost of pushing a block to a goal, from pixels and, where they lose the block, a model's readout.
 
 :class:`PushCost` finds the block and the pusher in predicted frames by background
-subtraction (:func:`background_image`); :func:`calibrate_finger` fits its finger detector on
-recorded rollouts; :class:`PushCalibration` holds both, computed once and saved next to the
-rollouts (:func:`load_calibration`); :func:`clear_goal_image` draws a goal image that shows the
-whole block. The cost registry (:mod:`agents.costs.registry`) builds it as ``--cost push``.
+subtraction and, with ``block_entries``, reads a hidden block from the world model's state
+readout; what it learns from recorded rollouts (the empty scene, the finger detector, the
+table-to-pixel map) is in :mod:`agents.costs.push_calibration`. :func:`clear_goal_image` draws
+a goal image that shows the whole block. The cost registry (:mod:`agents.costs.registry`)
+builds it as ``--cost push``.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import logging
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mbvc.errors import ConfigError, DataError, OutputError, ShapeError
+from mbvc.errors import ConfigError, ShapeError
 
-from .base import Cost, check_frames, push_shaping, weighted_sum
+from .base import Cost, FramesAndStates, check_frames, push_shaping, weighted_sum
 from .image import colour_mass
-
-log = logging.getLogger(__name__)
 
 #: Colours of the target block and of the pusher's rod as the default camera renders them
 #: (lit faces average to these; measured on 32x32 frames).
@@ -36,7 +30,7 @@ class PushCost(Cost):
     """Designated-pixel cost of a push on predicted frames, with shaping for the approach.
 
     Objects are found by background subtraction: the camera is fixed, so a frame minus the
-    empty scene (:func:`background_image`, the per-pixel median of the collected frames) is
+    empty scene (:func:`~agents.costs.push_calibration.background_image`, the per-pixel median of the collected frames) is
     zero except where the block and the pusher are. A pixel's change is projected on the
     colour direction from the background to the object (the block: redder, less green and
     blue; the pusher's rod: brighter and bluer), which keeps blurry, faded predictions
@@ -54,6 +48,14 @@ class PushCost(Cost):
     predicts contacts poorly, and a wrong-side touch pushes the block away from the goal).
     Distances are in pixels.
 
+    With ``block_entries`` the cost also reads the world model's state readout
+    (:class:`agents.costs.FramesAndStates`, a model trained with ``model.state_targets``): where
+    the pusher's rod hides the block, a predicted frame shows little or none of it, and the
+    block's position is blended from the frame's towards the readout's (mapped to pixels by the
+    calibration's ``camera``) in proportion to the block weight missing from the frame
+    (``block_mass`` is a whole block's). A block the frames lose is then where the model
+    believes it is, not the image diagonal away.
+
     Args:
         background: the empty scene ``C x h x w`` in [0, 1] at the model's frame size.
         block_colour: the block's rendered colour.
@@ -68,15 +70,23 @@ class PushCost(Cost):
         final_weight: relative weight of the last step (:func:`agents.costs.step_weights`).
         min_mass: summed weight below which an object counts as lost (costs the diagonal); 0: the
             block is never lost, its tracked position counts however faint (occluded, not gone).
-        finger_map: the fitted finger detector (:func:`calibrate_finger`); ``None``: the
+        finger_map: the fitted finger detector (:func:`~agents.costs.push_calibration.calibrate_finger`); ``None``: the
             rod-as-a-bar heuristic.
+        block_entries: the two entries of the model's predicted state that hold the block's
+            table x, y (in the order of ``model.state_targets``); empty: frames only.
+        camera: the affine map ``3 x 2`` from table x, y (with a 1) to pixels (row, col)
+            (:func:`~agents.costs.push_calibration.fit_camera`); needed with ``block_entries``.
+        block_mass: a whole, unhidden block's summed weight (``fit_camera``); needed with
+            ``block_entries``.
     """
 
     def __init__(self, background: torch.Tensor, block_colour: Sequence[float] = BLOCK_COLOUR,
                  pusher_colour: Sequence[float] = PUSHER_COLOUR, block_threshold: float = 0.1,
                  pusher_threshold: float = 0.1, pusher_weight: float = 0.5, behind: float = 3.0,
                  keep_out: float = 6.0, keep_out_weight: float = 2.0, track_sigma: float = 3.0,
-                 final_weight: float = 1.0, min_mass: float = 0.5, finger_map: torch.Tensor | None = None) -> None:
+                 final_weight: float = 1.0, min_mass: float = 0.5, finger_map: torch.Tensor | None = None,
+                 block_entries: Sequence[int] = (), camera: torch.Tensor | None = None,
+                 block_mass: float | None = None) -> None:
         background = torch.as_tensor(background, dtype=torch.float32)
         if background.dim() != 3 or background.shape[0] != len(block_colour):
             raise ShapeError(f"PushCost background must be (C, h, w) with C = {len(block_colour)}, "
@@ -102,6 +112,23 @@ class PushCost(Cost):
                 raise ShapeError(f"PushCost finger_map must be (2, {FINGER_FEATURES}) "
                                  f"(see calibrate_finger), got {tuple(finger_map.shape)}")
         self.finger_map = finger_map
+        self.block_entries = [int(i) for i in block_entries]
+        if self.block_entries:
+            if len(self.block_entries) != 2:
+                raise ConfigError(f"PushCost block_entries must be two state entries (the block's x, y), "
+                                  f"got {self.block_entries}")
+            if camera is None or block_mass is None or not block_mass > 0:
+                raise ConfigError("PushCost with block_entries needs the calibration's camera and block_mass "
+                                  f"(fit_camera), got camera={'set' if camera is not None else None}, {block_mass=}")
+            camera = torch.as_tensor(camera, dtype=torch.float32)
+            if camera.shape != (3, 2):
+                raise ShapeError(f"PushCost camera must be (3, 2) (see fit_camera), got {tuple(camera.shape)}")
+        self.camera, self.block_mass = camera, block_mass
+
+    @property
+    def reads(self) -> str:  # type: ignore[override]
+        """``"frames+states"`` with ``block_entries``, else ``"frames"``."""
+        return "frames+states" if self.block_entries else "frames"
 
     def _weights(self, frames: torch.Tensor, direction: torch.Tensor, threshold: float) -> torch.Tensor:
         bg = self.background.to(frames.device, frames.dtype)
@@ -145,7 +172,7 @@ class PushCost(Cost):
     def pusher_position(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Finger position ``... x 2`` (row, col), in the block's pixel frame, and rod weight ``...``.
 
-        With a ``finger_map`` (:func:`calibrate_finger`) it is a quadratic function of the rod's
+        With a ``finger_map`` (:func:`~agents.costs.push_calibration.calibrate_finger`) it is a quadratic function of the rod's
         centroid fitted on recorded frames; without, the rod is taken as a vertical bar from the
         top edge to the finger (twice its centroid row), which is off by 1-2 pixels where the
         perspective tilts the rod. Both use the centroid only, so a blurry prediction of the rod
@@ -167,13 +194,26 @@ class PushCost(Cost):
             raise ShapeError("PushCost: the goal image does not show the block (it matches the background there)")
         return pos
 
-    def __call__(self, frames: torch.Tensor, goal: Any) -> torch.Tensor:
+    def __call__(self, frames: torch.Tensor | FramesAndStates, goal: Any) -> torch.Tensor:
+        states = None
+        if isinstance(frames, FramesAndStates):
+            frames, states = frames
         check_frames(frames)
         block, block_mass = self.track_block(frames)  # N x H x 2
         target = self.goal_position(goal, frames)
-        dist = (block - target).norm(dim=-1)
         diagonal = float(np.hypot(*frames.shape[-2:]))
-        cost = torch.where(block_mass < self.min_mass, torch.full_like(dist, diagonal), dist)
+        if self.block_entries:
+            if states is None or states.dim() != 3 or states.shape[:2] != frames.shape[:2] \
+                    or states.shape[-1] <= max(self.block_entries):
+                got = "frames only" if states is None else f"states of shape {tuple(states.shape)}"
+                raise ShapeError(f"PushCost with block_entries={self.block_entries} needs FramesAndStates with states "
+                                 f"N x H x S (S > {max(self.block_entries)}) beside frames {tuple(frames.shape)}, "
+                                 f"got {got}")
+            block = self._blend_readout(block, block_mass, states)
+            cost = (block - target).norm(dim=-1)
+        else:
+            dist = (block - target).norm(dim=-1)
+            cost = torch.where(block_mass < self.min_mass, torch.full_like(dist, diagonal), dist)
         if self.pusher_weight or self.keep_out_weight:
             pusher, pusher_mass = self.pusher_position(frames)
             lost = pusher_mass < self.min_mass
@@ -182,6 +222,19 @@ class PushCost(Cost):
             intrusion = torch.where(lost, torch.zeros_like(intrusion), intrusion)
             cost = cost + self.pusher_weight * approach + self.keep_out_weight * intrusion
         return weighted_sum(cost, None, self.final_weight)
+
+    def table_to_pixels(self, xy: torch.Tensor) -> torch.Tensor:
+        """Table positions ``... x 2`` (metres) as pixels ``... x 2`` (row, col), by the calibrated camera."""
+        if self.camera is None:
+            raise ConfigError("PushCost.table_to_pixels needs the calibration's camera (fit_camera)")
+        return torch.cat([xy, torch.ones_like(xy[..., :1])], -1) @ self.camera.to(xy)
+
+    def _blend_readout(self, block: torch.Tensor, mass: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+        """The frames' block positions pulled towards the readout's where the frames show less than a whole block."""
+        assert self.block_mass is not None
+        believed = self.table_to_pixels(states[..., self.block_entries].to(block))
+        seen = (mass / self.block_mass).clamp(0.0, 1.0)[..., None]
+        return seen * block + (1 - seen) * believed
 
 
 FINGER_FEATURES = 6  # columns of the finger and table maps: see _quadratic_features
@@ -198,72 +251,6 @@ def _quadratic_features(rod: torch.Tensor) -> torch.Tensor:
     return torch.stack([r, c, r * r, r * c, c * c, torch.ones_like(r)], dim=-1)
 
 
-def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3000,
-                     min_gap: float = 0.05) -> dict[str, Any]:
-    """Fit :class:`PushCost`'s finger map on recorded rollouts; returns the map and its error.
-
-    The rollouts record the pusher's and the block's table positions with every frame (as BAIR
-    records the end effector's). Camera calibration from them: an affine map from table
-    position to the block's detected pixel position (fitted on frames where the pusher is at
-    least ``min_gap`` metres from the block, so that it hides none of it); the finger's target
-    pixel is that map applied to the pusher's position, i.e. where the block would be seen if
-    it stood at the finger, which is the frame the cost compares them in. A least-squares
-    quadratic in the rod's centroid then predicts it (about 1 pixel of error where the bar
-    heuristic has 2). Half the frames fit, the other half measure the error.
-
-    Returns:
-        ``{"finger_map": (2, 6) tensor, "error_px": mean error on held-out frames,
-        "bar_error_px": the heuristic's error on them, "frames": frames used}``.
-    """
-    from envs.scene import StateLayout
-    frames_f, states_t = _rollout_frames(data_root, max_frames)
-    (blocks, block_mass), (rods, rod_mass) = cost.block_position(frames_f), cost.rod_centroid(frames_f)
-    seen = (block_mass >= cost.min_mass) & (rod_mass >= cost.min_mass)
-    if int(seen.sum()) < 50:
-        raise DataError(f"{data_root}: only {int(seen.sum())} frames show both the block and the pusher; "
-                        "calibrate_finger needs at least 50")
-    blocks, rods, states_t = blocks[seen], rods[seen], states_t[seen]
-    block_xy, pusher_xy = states_t[:, StateLayout(1).object(0)][:, :2], states_t[:, :2]
-    clear = (block_xy - pusher_xy).norm(dim=-1) > min_gap
-    camera = _affine_camera(block_xy[clear], blocks[clear])
-    target = (torch.cat([pusher_xy, torch.ones(len(blocks), 1)], 1).double() @ camera).float()
-    finger_map, err, held_out = _fit_quadratic(rods, target)
-    bar_err = (_bar_finger(rods[held_out]) - target[held_out]).norm(dim=-1).mean()
-    return {"finger_map": finger_map, "error_px": float(err), "bar_error_px": float(bar_err), "frames": len(rods)}
-
-
-def _affine_camera(xy: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    """Least-squares affine map ``3 x 2`` (float64) from table positions ``N x 2`` to pixels ``N x 2``."""
-    ones = torch.ones(len(xy), 1)
-    return torch.linalg.lstsq(torch.cat([xy, ones], 1).double(), pixels.double()).solution
-
-
-def _fit_quadratic(points: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Least-squares map ``2 x 6`` from :func:`_quadratic_features` of ``points`` to ``target``, fitted on
-    every other row; returns it, its mean error on the other rows and their mask."""
-    feats = _quadratic_features(points)
-    held_out = torch.arange(len(feats)) % 2 == 1
-    fitted = torch.linalg.lstsq(feats[~held_out].double(), target[~held_out].double()).solution.T.float()
-    return fitted, (feats[held_out] @ fitted.T - target[held_out]).norm(dim=-1).mean(), held_out
-
-
-def _rollout_frames(data_root: str | os.PathLike, max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Up to about ``max_frames`` frames ``N x C x h x w`` in [0, 1] spread over a rollout folder, with
-    their recorded states ``N x S``."""
-    from mbvc.data.rollouts import RolloutDataset
-    pairs = RolloutDataset(data_root, seq_len=1, stride=1, uint8=True)
-    step = max(1, len(pairs) // max_frames)
-    frames, states = [], []
-    for i in range(0, len(pairs), step):
-        item = pairs[i]
-        if "states" not in item:
-            raise DataError(f"{data_root}: the rollouts record no states; calibrating the push cost needs the "
-                            "pusher's and the block's positions")
-        frames.append(torch.as_tensor(item["frames"][0]))
-        states.append(torch.as_tensor(item["states"][0], dtype=torch.float32))
-    return torch.stack(frames).float() / 255.0, torch.stack(states)
-
-
 def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / v.norm().clamp_min(1e-6)
 
@@ -278,129 +265,6 @@ def _centroid(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     row = torch.where(mass > 1e-6, (weight.sum(-1) * rows).sum(-1) / safe, torch.full_like(mass, (h - 1) / 2))
     col = torch.where(mass > 1e-6, (weight.sum(-2) * cols).sum(-1) / safe, torch.full_like(mass, (w - 1) / 2))
     return torch.stack([row, col], dim=-1), mass
-
-
-def background_image(data_root: str | os.PathLike, max_frames: int = 1500) -> torch.Tensor:
-    """The empty scene: per-pixel median of frames spread over a rollout folder, ``C x h x w``.
-
-    The camera never moves and the pusher and the block cover any one pixel in few frames, so
-    the median is the tray without them.
-    """
-    from mbvc.data.rollouts import RolloutDataset
-    episodes = RolloutDataset(data_root, seq_len=1, stride=None, uint8=True)
-    if len(episodes) == 0:
-        raise DataError(f"{data_root}: no episodes to estimate the background from")
-    full = RolloutDataset(data_root, seq_len=2, stride=1, uint8=True)
-    step = max(1, len(full) // max_frames)
-    frames = torch.stack([torch.as_tensor(full[i]["frames"][0]) for i in range(0, len(full), step)])
-    return frames.float().median(dim=0).values / 255.0
-
-
-#: File of a rollout folder holding its :class:`PushCalibration` (written once, by the first plan).
-CALIBRATION_FILE = "push_calibration.safetensors"
-
-
-@dataclasses.dataclass(frozen=True)
-class PushCalibration:
-    """What :class:`PushCost` learns from training rollouts: the empty scene and the finger detector.
-
-    Attributes:
-        background: the empty scene ``C x h x w`` in [0, 1] (:func:`background_image`).
-        finger_map: the finger detector ``2 x 6`` (:func:`calibrate_finger`); ``None``: the
-            rod-as-a-bar heuristic (not asked for, or too few frames to fit it).
-        episodes: episodes of the rollout folder it was computed from (a folder that has grown
-            since is calibrated again).
-        info: the fit's figures (``error_px``, ``bar_error_px``, ``frames``), for the log.
-    """
-
-    background: torch.Tensor
-    finger_map: torch.Tensor | None = None
-    episodes: int = 0
-    info: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def fit(cls, data_root: str | os.PathLike, finger: bool = True, episodes: int | None = None) -> PushCalibration:
-        """Compute the calibration from the rollouts in ``data_root`` (``finger``: fit the detector too;
-        ``episodes``: the folder's episode count, when the caller has it)."""
-        background = background_image(data_root)
-        if episodes is None:
-            from mbvc.data.rollouts import RolloutDataset
-
-            episodes = len(RolloutDataset(data_root, seq_len=1, stride=None, uint8=True))
-        if not finger:
-            return cls(background, None, episodes)
-        try:
-            fit = calibrate_finger(PushCost(background), data_root)
-        except DataError as exc:  # e.g. the tiny configuration's few frames
-            log.warning("push cost: finger calibration impossible (%s); using the rod-as-a-bar heuristic", exc)
-            return cls(background, None, episodes)
-        info = {k: fit[k] for k in ("error_px", "bar_error_px", "frames")}
-        return cls(background, fit["finger_map"], episodes, info)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the calibration as a safetensors file (atomically)."""
-        from safetensors.torch import save_file
-
-        from mbvc.io import atomic_path
-
-        tensors = {"background": self.background.contiguous()}
-        if self.finger_map is not None:
-            tensors["finger_map"] = self.finger_map.contiguous()
-        meta = {"episodes": str(self.episodes), "info": json.dumps(self.info)}
-        with atomic_path(Path(path)) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> PushCalibration:
-        """Read a calibration written by :meth:`save`.
-
-        Raises:
-            DataError: a missing or unreadable file.
-        """
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-            background, episodes, info = tensors["background"], int(meta.get("episodes", 0)), json.loads(meta.get("info", "{}"))
-        except (OSError, KeyError, ValueError, RuntimeError) as exc:
-            raise DataError(f"{path}: not a push-cost calibration ({exc})") from None
-        if background.dim() != 3:
-            raise DataError(f"{path}: the background must be (C, h, w), got {tuple(background.shape)}")
-        return cls(background, tensors.get("finger_map"), episodes, info)
-
-
-def load_calibration(data_root: str | os.PathLike, finger: bool = True) -> PushCalibration:
-    """The push cost's calibration for the rollouts in ``data_root``: read from its :data:`CALIBRATION_FILE`,
-    else computed (:meth:`PushCalibration.fit`) and saved there (where the folder is writable).
-
-    A saved calibration is used when it was computed from as many episodes as the folder holds now
-    and with the finger detector when ``finger`` asks for it; otherwise it is computed again.
-    """
-    from mbvc.data.rollouts import RolloutDataset
-
-    path = Path(data_root) / CALIBRATION_FILE
-    episodes = len(RolloutDataset(data_root, seq_len=1, stride=None, uint8=True))
-    if path.is_file():
-        try:
-            saved = PushCalibration.load(path)
-        except DataError as exc:
-            log.warning("push cost: %s; calibrating again", exc)
-        else:
-            if saved.episodes == episodes and (saved.finger_map is not None or not finger or saved.info.get("failed")):
-                return saved if finger else dataclasses.replace(saved, finger_map=None)
-    calibration = PushCalibration.fit(data_root, finger, episodes)
-    if finger and calibration.finger_map is None:
-        calibration = dataclasses.replace(calibration, info={"failed": True})  # too few frames: no fit next time either
-    if calibration.info.get("frames"):
-        log.info("push cost: finger detector calibrated on %d frames, %.2f px error (rod-as-a-bar: %.2f px)",
-                 calibration.info["frames"], calibration.info["error_px"], calibration.info["bar_error_px"])
-    try:
-        calibration.save(path)
-    except (OSError, OutputError) as exc:  # a read-only data folder: use it without saving
-        log.warning("push cost: %s; using it unsaved", exc)
-    return calibration
 
 
 def clear_goal_image(env: Any) -> np.ndarray:
@@ -423,5 +287,4 @@ def clear_goal_image(env: Any) -> np.ndarray:
     return best  # type: ignore[return-value]
 
 
-__all__ = ["BLOCK_COLOUR", "CALIBRATION_FILE", "PUSHER_COLOUR", "PushCalibration", "PushCost", "background_image",
-           "calibrate_finger", "clear_goal_image", "load_calibration"]
+__all__ = ["BLOCK_COLOUR", "PUSHER_COLOUR", "PushCost", "clear_goal_image"]

@@ -124,12 +124,16 @@ class PushCostConfig(CostConfig):
         pusher_weight: weight of the shaping that brings the pusher behind the block.
         keep_out_weight: weight of the keep-out term (:func:`agents.costs.push_shaping`).
         finger_calibration: locate the finger with the detector fitted on the training
-            rollouts' recorded pusher positions (:func:`agents.costs.push.calibrate_finger`); off:
+            rollouts' recorded pusher positions (:func:`agents.costs.push_calibration.calibrate_finger`); off:
             the rod-as-a-bar heuristic.
         min_mass: summed block weight below which a predicted frame has lost the block (that
             step costs the image diagonal).
-        calibration: a saved :class:`agents.costs.push.PushCalibration` file to plan with;
+        calibration: a saved :class:`agents.costs.push_calibration.PushCalibration` file to plan with;
             ``None``: the one next to the training rollouts, computed there on first use.
+        block_entries: the two entries of the world model's state readout holding the block's
+            table x, y (indices into its ``model.state_targets``; ``[2, 3]`` for ``[0, 1, 4, 5]``):
+            where the rod hides the block in a predicted frame, the cost reads the block there
+            (:class:`agents.costs.push.PushCost`). Empty: the frames only.
     """
 
     name: str = "push"
@@ -138,13 +142,21 @@ class PushCostConfig(CostConfig):
     finger_calibration: bool = True
     min_mass: float = 0.5
     calibration: str | None = None
+    block_entries: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _non_negative(self, "pusher_weight", "keep_out_weight", "min_mass")
+        entries = self.block_entries
+        if isinstance(entries, (str, bytes)) or not isinstance(entries, (list, tuple)) or len(entries) not in (0, 2) \
+                or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in entries):
+            raise ConfigError(f"cost.block_entries must be [] or two indices >= 0 into the model's predicted state "
+                              f"(the block's x, y), got {list(entries) if isinstance(entries, tuple) else entries!r}")
+        object.__setattr__(self, "block_entries", tuple(entries))
 
     def build(self, data_root: Path | None = None) -> Cost:
-        from .push import PushCalibration, PushCost, load_calibration
+        from .push import PushCost
+        from .push_calibration import PushCalibration, load_calibration
 
         if self.calibration is not None:
             calibration = PushCalibration.load(self.calibration)
@@ -153,9 +165,14 @@ class PushCostConfig(CostConfig):
                               "(mbvc plan --data DIR) or a saved calibration (cost.calibration)")
         else:
             calibration = load_calibration(data_root, self.finger_calibration)
+        if self.block_entries and calibration.camera is None:
+            raise ConfigError("cost.block_entries needs the calibration's table-to-pixel map, which could not be fitted "
+                              f"on {self.calibration or data_root} (rollouts without states, or too few frames showing "
+                              "the block)")
         return PushCost(calibration.background, finger_map=calibration.finger_map if self.finger_calibration else None,
                         pusher_weight=self.pusher_weight, keep_out_weight=self.keep_out_weight,
-                        final_weight=self.final_weight, min_mass=self.min_mass)
+                        final_weight=self.final_weight, min_mass=self.min_mass, block_entries=self.block_entries,
+                        camera=calibration.camera, block_mass=calibration.block_mass)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,6 @@ from mbvc.models.transforms import OUTPUTS
 RETIRED = {
     "views": (1, "several camera views side by side were removed; mbvc models take one camera's frames"),
     "encoder_downsample": (4, "the 2x encoder was removed; the encoder shrinks frames 4x, as the reference's"),
-    "state_targets": ([], "the state readout was measured and removed, benchmarks/notes/push-state-readout.md"),
-    "state_weight": (1.0, "the state readout was measured and removed, benchmarks/notes/push-state-readout.md"),
 }
 
 
@@ -58,6 +56,13 @@ class ModelConfig:
             decoder also predicts a dense backward flow and three softmax masks, and the frame
             is ``m0 * warp(prev, flow) + m1 * first + m2 * generated``). Non-pixel outputs need
             ``patch_size=1``, exclude ``residual_output`` and have no reference export.
+        state_targets: entries of the training data's ``states`` vector (privileged simulator
+            state, e.g. the pusher's and the block's positions) that a readout of the top
+            hidden state predicts at every predicted step (:mod:`mbvc.models.readout`, not in the
+            reference). ``()`` (default): no readout. Trained as an auxiliary target; planning
+            costs may read the predicted state (the push cost's ``cost.block_entries``).
+        state_weight: weight of the readout's mean squared error (in the state's own units) in
+            the training loss.
     """
 
     name: str = "predrnn_v2"
@@ -78,6 +83,8 @@ class ModelConfig:
     num_action_ch: int = 4
     residual_output: bool = False
     output: str = "pixels"
+    state_targets: tuple[int, ...] = ()
+    state_weight: float = 1.0
 
     def __post_init__(self) -> None:
         check_model_name(self.name, type(self))
@@ -130,6 +137,19 @@ class ModelConfig:
                               "(the transformation already copies what does not move)")
         if self.decouple_beta < 0:
             raise ConfigError(f"decouple_beta must be >= 0, got {self.decouple_beta=}")
+        self._check_state_targets()
+
+    def _check_state_targets(self) -> None:
+        targets = self.state_targets
+        if isinstance(targets, (str, bytes)) or not isinstance(targets, (list, tuple)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in targets):
+            raise ConfigError(f"model.state_targets must list indices >= 0 into the data's states, got {targets!r}")
+        if len(set(targets)) != len(targets):
+            raise ConfigError(f"model.state_targets lists an index twice: {list(targets)}")
+        object.__setattr__(self, "state_targets", tuple(targets))
+        if not (isinstance(self.state_weight, (int, float)) and math.isfinite(self.state_weight)
+                and self.state_weight >= 0):
+            raise ConfigError(f"model.state_weight must be a finite number >= 0, got {self.state_weight!r}")
 
     @property
     def is_action(self) -> bool:
@@ -173,6 +193,7 @@ class ModelConfig:
         """A JSON-serialisable dict that :meth:`from_dict` turns back into this config."""
         d = dataclasses.asdict(self)
         d["num_hidden"] = list(self.num_hidden)
+        d["state_targets"] = list(self.state_targets)
         return d
 
     @classmethod

@@ -18,6 +18,7 @@ import torch
 
 from mbvc.errors import ConfigError, DataError
 from mbvc.models.config import ModelConfig
+from mbvc.models.readout import state_targets
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +170,10 @@ class CurriculumTraining:
             if actions is None:
                 raise DataError(f"{cfg.name} is action-conditioned but the training data has no actions")
             update["actions"] = actions[:, :total].float()
+        if cfg.state_targets:  # the readout's targets (checked here: one line, not a shape error later)
+            states = batch.get("states")
+            state_targets(states, cfg.state_targets, frames.shape[0], total - 1)
+            update["states"] = states[:, :total]
         # Drawn for the global batch on every rank, then sliced, so that sample j of the global
         # batch gets the same row whatever the number of processes.
         size, rank, world = self._batch_share
@@ -179,8 +184,11 @@ class CurriculumTraining:
         return [update, {"frames": update["frames"].flip(1), "mask": update["mask"]}]
 
     def training_loss(self, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        out = self(batch["frames"], batch["mask"], batch.get("actions"))
-        return out.loss, {"mse": out.mse, "decouple": out.decouple}
+        out = self(batch["frames"], batch["mask"], batch.get("actions"), states=batch.get("states"))
+        parts = {"mse": out.mse, "decouple": out.decouple}
+        if out.state is not None:
+            parts["state"] = out.state
+        return out.loss, parts
 
     def training_state(self) -> dict[str, Any]:
         return {"mask_rng": self._mask_rng.get_state()}

@@ -26,6 +26,7 @@ from mbvc.models.base import WorldModel, register_model_family
 from mbvc.models.config import ModelConfig
 from mbvc.models.curriculum import CurriculumTraining
 from mbvc.models.patch import patchify, unpatchify
+from mbvc.models.readout import StateReadout, state_loss, state_targets
 from mbvc.models.transforms import blend, make_head
 
 States = tuple["torch.Tensor | None", ...]
@@ -40,6 +41,9 @@ class ModelOutput(NamedTuple):
         mse: scalar mean squared error over all outputs (image channels only).
         decouple: scalar memory-decoupling loss (0 for PredRNN).
         increments: per step and layer ``(delta_c, delta_m)`` when asked for, else None.
+        state: scalar mean squared error of the state readout (``model.state_targets``) when
+            the forward was given ``states``, else None; ``loss`` then includes
+            ``state_weight * state``.
     """
 
     frames: torch.Tensor
@@ -47,6 +51,7 @@ class ModelOutput(NamedTuple):
     mse: torch.Tensor
     decouple: torch.Tensor
     increments: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    state: torch.Tensor | None = None
 
 
 class RecurrentState(NamedTuple):
@@ -123,6 +128,8 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         head = make_head(cfg.output, hid, k, strided=cfg.is_action and cfg.conv_on_input)
         if head is not None:
             self.transform_head = head
+        if cfg.state_targets:  # privileged state read from the top hidden state (mbvc.models.readout)
+            self.state_readout = StateReadout(hid, len(cfg.state_targets))
 
     def _make_cell(self, cin: int, hid: int, act_ch: int, h: int, w: int, k: int, ln: bool) -> nn.Module:
         """One recurrent layer (a family with other cells overrides this, see ConvLSTM)."""
@@ -264,6 +271,7 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         mask: torch.Tensor,
         actions: torch.Tensor | None = None,
         return_increments: bool = False,
+        states: torch.Tensor | None = None,
     ) -> ModelOutput:
         """Training forward: predict frames 1..T-1, mixing true frames in by ``mask``.
 
@@ -274,6 +282,8 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             actions: (B, T, A) or (B, T-1, A) for action models; ``actions[:, t]`` is taken
                 at frame t.
             return_increments: also return the per-step, per-layer (delta_c, delta_m).
+            states: (B, T, S) the data's simulator states; with ``model.state_targets`` the
+                readout's error on them joins the loss (ignored without targets).
 
         Returns:
             :class:`ModelOutput` with predictions (B, T-1, C, H, W) and the loss parts.
@@ -290,7 +300,8 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         x = patchify(frames, cfg.patch_size)
         mask = mask.to(device=x.device, dtype=x.dtype)[:, :, None, None, None]
         h, c, m = self._zero_states()
-        preds, increments = [], []
+        preds, increments, readouts = [], [], []
+        readout = getattr(self, "state_readout", None) if states is not None else None
         x_gen = x[:, 0]
         basis = self.action_basis(x.shape[-2:])
         for t in range(total - 1):
@@ -300,12 +311,18 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             x_gen, h, c, m, deltas = self._step(net, a_t, h, c, m, basis, first=x[:, 0])
             preds.append(x_gen)
             increments.extend(deltas)
+            if readout is not None:
+                readouts.append(readout(h[-1]))
         pred = torch.stack(preds, dim=1)
         mse = F.mse_loss(pred, x[:, 1:])
         decouple = self._decoupling_loss(increments) if cfg.is_v2 else mse.new_zeros(())
         loss = mse + cfg.decouple_beta * decouple if cfg.is_v2 else mse
+        state = None
+        if readout is not None:
+            state = state_loss(torch.stack(readouts, dim=1), state_targets(states, cfg.state_targets, batch, total - 1))
+            loss = loss + cfg.state_weight * state
         return ModelOutput(
-            unpatchify(pred, cfg.patch_size), loss, mse, decouple, increments if return_increments else None
+            unpatchify(pred, cfg.patch_size), loss, mse, decouple, increments if return_increments else None, state
         )
 
     def _decoupling_loss(self, increments: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -355,7 +372,8 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         return RecurrentState(h, c, m, x[:, k - 1], None if self.config.output == "pixels" else x[:, 0])
 
     def rollout(
-        self, state: RecurrentState, n_future: int, actions: torch.Tensor | None = None, transforms: bool = False
+        self, state: RecurrentState, n_future: int, actions: torch.Tensor | None = None, transforms: bool = False,
+        states: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Predict ``n_future`` frames from an encoded state, feeding predictions back.
 
@@ -365,18 +383,25 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
             actions: (N, >= n_future, A) for action models; ``actions[:, 0]`` is taken at the
                 last context frame.
             transforms: also return the predicted transformations (non-pixel outputs only).
+            states: also return the state readout's predictions (``model.state_targets``).
 
         Returns:
-            (N, n_future, C, H, W) raw predictions; with ``transforms``, ``(frames, {"flow":
-            (N, n_future, 2, H, W), "masks": (N, n_future, 3, H, W)})``: flow in pixels,
-            channels (dx, dy), backward (content moves by -flow); masks after the softmax, in
-            the order (prev, first, generated) (:mod:`mbvc.models.transforms`).
+            (N, n_future, C, H, W) raw predictions; with ``transforms`` or ``states``, ``(frames,
+            extras)`` where extras holds ``"flow"`` (N, n_future, 2, H, W) and ``"masks"`` (N,
+            n_future, 3, H, W) for ``transforms`` (flow in pixels, channels (dx, dy), backward:
+            content moves by -flow; masks after the softmax, in the order (prev, first,
+            generated), :mod:`mbvc.models.transforms`), and ``"states"`` (N, n_future,
+            len(state_targets)) for ``states``.
         """
         if n_future < 1:
             raise ShapeError(f"n_future must be >= 1, got {n_future}")
         if transforms and self.config.output == "pixels":
             raise ConfigError(f"rollout(transforms=True) needs a transformation output; {self.config.name} "
                               "has model.output='pixels'")
+        readout = getattr(self, "state_readout", None)
+        if states and readout is None:
+            raise ConfigError(f"rollout(states=True) needs a state readout; this {self.config.name} has no "
+                              "model.state_targets")
         n = state.batch_size if actions is None else actions.shape[0]
         actions = self._check_actions(actions, n, n_future)
         state = state.expand(n)
@@ -384,17 +409,23 @@ class PredRNN(CurriculumTraining, WorldModel, nn.Module):
         if self.config.output != "pixels" and first is None:
             raise ShapeError("this state holds no first frame: encode it with a model of the same output")
         preds: list[torch.Tensor] = []
+        readouts: list[torch.Tensor] = []
         record: list | None = [] if transforms else None
         basis = self.action_basis(frame.shape[-2:])
         for t in range(n_future):
             frame, h, c, m, _ = self._step(frame, None if actions is None else actions[:, t], h, c, m, basis,
                                            first=first, record=record)
             preds.append(frame)
+            if states:
+                readouts.append(readout(h[-1]))
         frames = unpatchify(torch.stack(preds, dim=1), self.config.patch_size)
-        if record is None:
+        if record is None and not states:
             return frames
-        return frames, {"flow": torch.stack([r[0] for r in record], dim=1),
-                        "masks": torch.stack([r[1] for r in record], dim=1)}
+        extras = {} if record is None else {"flow": torch.stack([r[0] for r in record], dim=1),
+                                            "masks": torch.stack([r[1] for r in record], dim=1)}
+        if states:
+            extras["states"] = torch.stack(readouts, dim=1)
+        return frames, extras
 
     @torch.no_grad()
     def predict(self, context: torch.Tensor, n_future: int, actions: torch.Tensor | None = None) -> torch.Tensor:

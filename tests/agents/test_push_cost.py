@@ -109,7 +109,7 @@ def test_episode_mix_policy_draws_from_the_seed():
 
 def test_finger_calibration_on_recorded_rollouts_beats_the_bar_heuristic(tmp_path):
     pytest.importorskip("mujoco")
-    from agents.costs.push import background_image, calibrate_finger
+    from agents.costs.push_calibration import background_image, calibrate_finger
     from envs.collect import CollectConfig, collect
     from mbvc.errors import ShapeError
 
@@ -130,7 +130,7 @@ def test_finger_calibration_on_recorded_rollouts_beats_the_bar_heuristic(tmp_pat
 
 def test_push_calibration_is_computed_once_saved_next_to_the_data_and_loaded(tmp_path, monkeypatch):
     pytest.importorskip("mujoco")
-    import agents.costs.push as push
+    import agents.costs.push_calibration as push
     from agents.costs import build_cost
     from envs.collect import CollectConfig, collect
     from mbvc.errors import DataError

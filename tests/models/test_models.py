@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
 import torch
@@ -59,10 +58,8 @@ def test_retired_model_keys_load_at_their_only_value_and_are_refused_otherwise()
     new = tiny_config("action_cond_predrnn_v2").to_dict()
     assert "views" not in new and "encoder_downsample" not in new
     assert model_config_from_dict({**new, "views": 1, "encoder_downsample": 4}).to_dict() == new
-    # the state readout's keys, in the model files written while it existed (cd81722)
-    assert model_config_from_dict({**new, "state_targets": [], "state_weight": 1.0}).to_dict() == new
-    for key, value in (("views", 2), ("encoder_downsample", 2), ("state_targets", [0, 1])):
-        with pytest.raises(ConfigError, match=re.escape(f"model.{key}={value} is no longer supported")) as e:
+    for key, value in (("views", 2), ("encoder_downsample", 2)):
+        with pytest.raises(ConfigError, match=f"model.{key}={value} is no longer supported") as e:
             model_config_from_dict({**new, key: value})
         assert "\n" not in str(e.value)
 
