@@ -97,6 +97,13 @@ def test_bad_arguments_are_one_line_errors(model_dir, tmp_path, capsys):
     assert not (tmp_path / "plan").exists()  # nothing was started
 
 
+def test_a_cost_reading_state_entries_the_model_does_not_predict_is_one_line(model_dir, tmp_path, capsys):
+    out = str(tmp_path / "plan")
+    line = _error(capsys, ["plan", str(model_dir), *ENV, "--out", out, "--set", "cost.block_entries=[5,6]"])
+    assert "cost.block_entries=[5, 6] indexes the model's 4 predicted entries (model.state_targets=[0, 1, 4, 5])" in line
+    assert not (tmp_path / "plan").exists()
+
+
 def test_a_model_with_another_action_size_is_refused(model_dir, tmp_path, capsys):
     from mbvc.models import build_model
     from mbvc.models.checkpoint import save_model
