@@ -11,12 +11,16 @@ pytest.importorskip("mujoco")
 def test_draws_are_summarised_per_seed_and_resumed(tmp_path):
     from benchmarks.demo_draws import main
 
-    args = ["--name", "tiny", "--seeds", "0", "--root", str(tmp_path / "draws"), "--quick", "--out", str(tmp_path / "r")]
+    args = ["--name", "tiny", "--seeds", "0,1", "--root", str(tmp_path / "draws"), "--quick", "--out", str(tmp_path / "r")]
     assert main(args) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     row = report["draws"]["0"]
     assert row["goals"] == 2 and row["away_solved"] + row["others_solved"] == round(row["success"] * 2)
-    assert report["mean_success"] == row["success"] and set(report["away_goals"]) <= {1000000, 1000001}
+    assert report["mean_success"] == (row["success"] + report["draws"]["1"]["success"]) / 2
+    # each draw plays its own goals (1000000 + 1000 x seed + i), so each has its own away set
+    assert set(report["away_goals"]["0"]) <= {1000000, 1000001} and set(report["away_goals"]["1"]) <= {1001000, 1001001}
+    for seed in ("0", "1"):
+        assert report["draws"][seed]["away_goals"] == len(report["away_goals"][seed])
     assert main(args) == 0  # a finished draw is not trained again
     again = json.loads((tmp_path / "r.json").read_text())["draws"]["0"]
     assert again["skipped"] == ["collect", "train", "plan"] and again["success"] == row["success"]
