@@ -1,7 +1,7 @@
 """What a world model's output stage costs: training iterations and plans, side by side.
 
-The push demo's model (preset ``push-demo``) is built with each output stage (pixels, flow), and
-their training
+The push demo's model (preset ``push-demo``) is built with each output stage (pixels, flow;
+without the preset's state readout) and with pixels and the readout (the preset), and their training
 iterations (batch 8, 12 frames, Adam) and planning rollouts (encode once, 3 iterations x 67
 candidates x 10 steps, one thread as a plan worker has) are timed interleaved in one process, so
 that load from elsewhere hits all alike. Figures are medians and ratios to the pixel model.
@@ -31,7 +31,9 @@ from benchmarks.machine import machine_info, save_results  # noqa: E402
 from mbvc.config import model_config_from_preset  # noqa: E402
 from mbvc.models import CurriculumConfig, build_model, curriculum_mask  # noqa: E402
 
-VARIANTS = {"pixels": {}, "flow": {"output": "flow"}}
+#: Changes to the preset's model; with a readout the step trains it and the plans return it.
+VARIANTS = {"pixels": {"state_targets": ()}, "pixels + readout (the preset)": {},
+            "flow": {"output": "flow", "state_targets": ()}}
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -48,6 +50,7 @@ def measure(repeats: int, batch: int = 8, candidates: int = 67) -> dict[str, dic
     actions = torch.rand(batch, base.total_length, base.num_action_ch, generator=gen) * 2 - 1
     plans = torch.rand(candidates, 10, base.num_action_ch, generator=gen) * 2 - 1
     context = frames[:1, : base.input_length]
+    states = torch.rand(batch, base.total_length, 6, generator=gen) * 0.4 - 0.2  # table positions, metres
     mask = curriculum_mask(base, CurriculumConfig(), itr=10**6, batch=batch)  # closed loop, as late training
     steps: dict[str, Callable[[], None]] = {}
     rollouts: dict[str, Callable[[], None]] = {}
@@ -56,17 +59,19 @@ def measure(repeats: int, batch: int = 8, candidates: int = 67) -> dict[str, dic
         model = build_model(dataclasses.replace(base, **changes))
         opt = torch.optim.Adam(model.parameters(), 1e-3)
 
-        def step(model: Any = model, opt: Any = opt) -> None:
-            out = model(frames, mask, actions)
+        readout = bool(model.config.state_targets)
+
+        def step(model: Any = model, opt: Any = opt, readout: bool = readout) -> None:
+            out = model(frames, mask, actions, states=states if readout else None)
             opt.zero_grad()
             out.loss.backward()
             opt.step()
 
         @torch.no_grad()
-        def plan(model: Any = model) -> None:
+        def plan(model: Any = model, readout: bool = readout) -> None:
             state = model.encode(context, actions[:1, : base.input_length - 1])
             for _ in range(3):
-                model.rollout(state, 10, plans)
+                model.rollout(state, 10, plans, states=readout)
 
         steps[name], rollouts[name] = step, plan
     out: dict[str, dict[str, list[float]]] = {name: {"train_s": [], "plan_s": []} for name in VARIANTS}
