@@ -168,7 +168,7 @@ class PushCostConfig(CostConfig):
         if self.block_entries and calibration.camera is None:
             raise ConfigError("cost.block_entries needs the calibration's table-to-pixel map, which could not be fitted "
                               f"on {self.calibration or data_root} (rollouts without states, or too few frames showing "
-                              "the block)")
+                              "the block); plan with cost.block_entries=[] to read the frames only")
         return PushCost(calibration.background, finger_map=calibration.finger_map if self.finger_calibration else None,
                         pusher_weight=self.pusher_weight, keep_out_weight=self.keep_out_weight,
                         final_weight=self.final_weight, min_mass=self.min_mass, block_entries=self.block_entries,
