@@ -214,7 +214,8 @@ class PredRNNModel(PlanningModel):
             out = outs[0] if len(outs) == 1 else torch.cat(outs)
             return out.float().clamp_(0.0, 1.0)
         with self._autocast():
-            both = [self.model.rollout(state, actions.shape[1], actions=chunk, states=True) for chunk in actions.split(size)]
+            both = [self.model.rollout(state, actions.shape[1], actions=chunk, states=True)
+                    for chunk in actions.split(size)]
         frames = torch.cat([f for f, _ in both]).float().clamp_(0.0, 1.0)
         return FramesAndStates(frames, torch.cat([extras["states"] for _, extras in both]).float())
 

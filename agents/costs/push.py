@@ -30,11 +30,11 @@ class PushCost(Cost):
     """Designated-pixel cost of a push on predicted frames, with shaping for the approach.
 
     Objects are found by background subtraction: the camera is fixed, so a frame minus the
-    empty scene (:func:`~agents.costs.push_calibration.background_image`, the per-pixel median of the collected frames) is
-    zero except where the block and the pusher are. A pixel's change is projected on the
-    colour direction from the background to the object (the block: redder, less green and
-    blue; the pusher's rod: brighter and bluer), which keeps blurry, faded predictions
-    detectable where a fixed colour match loses them. The block's position is the centroid of
+    empty scene (:func:`~agents.costs.push_calibration.background_image`, the per-pixel median
+    of the collected frames) is zero except where the block and the pusher are. A pixel's change
+    is projected on the colour direction from the background to the object (the block: redder,
+    less green and blue; the pusher's rod: brighter and bluer), which keeps blurry, faded
+    predictions detectable where a fixed colour match loses them. The block's position is the centroid of
     its weight; the pusher's rod rises from the finger to the top edge of the image, so its
     centroid column is the finger's and twice its centroid row is the finger's row.
 
@@ -70,8 +70,9 @@ class PushCost(Cost):
         final_weight: relative weight of the last step (:func:`agents.costs.step_weights`).
         min_mass: summed weight below which an object counts as lost (costs the diagonal); 0: the
             block is never lost, its tracked position counts however faint (occluded, not gone).
-        finger_map: the fitted finger detector (:func:`~agents.costs.push_calibration.calibrate_finger`); ``None``: the
-            rod-as-a-bar heuristic.
+        finger_map: the fitted finger detector
+            (:func:`~agents.costs.push_calibration.calibrate_finger`); ``None``: the rod-as-a-bar
+            heuristic.
         block_entries: the two entries of the model's predicted state that hold the block's
             table x, y (in the order of ``model.state_targets``); empty: frames only.
         camera: the affine map ``3 x 2`` from table x, y (with a 1) to pixels (row, col)
@@ -172,11 +173,11 @@ class PushCost(Cost):
     def pusher_position(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Finger position ``... x 2`` (row, col), in the block's pixel frame, and rod weight ``...``.
 
-        With a ``finger_map`` (:func:`~agents.costs.push_calibration.calibrate_finger`) it is a quadratic function of the rod's
-        centroid fitted on recorded frames; without, the rod is taken as a vertical bar from the
-        top edge to the finger (twice its centroid row), which is off by 1-2 pixels where the
-        perspective tilts the rod. Both use the centroid only, so a blurry prediction of the rod
-        gives the same finger position as a sharp one.
+        With a ``finger_map`` (:func:`~agents.costs.push_calibration.calibrate_finger`) it is a
+        quadratic function of the rod's centroid fitted on recorded frames; without, the rod is
+        taken as a vertical bar from the top edge to the finger (twice its centroid row), which is
+        off by 1-2 pixels where the perspective tilts the rod. Both use the centroid only, so a
+        blurry prediction of the rod gives the same finger position as a sharp one.
         """
         pos, mass = self.rod_centroid(frames)
         if self.finger_map is not None:

@@ -175,7 +175,7 @@ class PushCalibration:
         try:
             seen = fit_camera(PushCost(background), data_root)
         except DataError as exc:  # rollouts without states; the tiny configuration's few frames
-            log.warning("push cost: no table-to-pixel map (%s); the cost cannot read a model's state readout", exc)
+            log.info("push cost: no table-to-pixel map (%s); the cost cannot read a model's state readout", exc)
             camera: dict[str, Any] = {"info": {"camera_failed": True}}
         else:
             camera = {"camera": seen["camera"], "block_mass": seen["block_mass"],
@@ -228,7 +228,8 @@ class PushCalibration:
             raise DataError(f"{path}: the background must be (C, h, w), got {tuple(background.shape)}")
         camera = tensors.get("camera")
         if camera is not None and (camera.shape != (3, 2) or block_mass is None):
-            raise DataError(f"{path}: the camera must be (3, 2) with a block_mass, got {tuple(camera.shape)}, {block_mass=}")
+            raise DataError(f"{path}: the camera must be (3, 2) with a block_mass, got {tuple(camera.shape)}, "
+                            f"{block_mass=}")
         return cls(background, tensors.get("finger_map"), episodes, info, camera, block_mass)
 
 
