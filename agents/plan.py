@@ -112,10 +112,11 @@ def check_model_states(config: Any, cost: Any) -> None:
     """Refuse, in one line, a cost reading state entries that the world model does not predict."""
     targets = tuple(getattr(config, "state_targets", ()))
     entries = tuple(getattr(cost, "block_entries", ()))
+    what = f"cost.block_entries={list(entries)}" if entries else f"cost {cost.name!r}"  # a user's cost has no entries
     if not targets:
-        raise ConfigError(f"cost.block_entries={list(entries)} reads the world model's predicted state, but the model "
-                          "has no readout: train it with model.state_targets (e.g. [0, 1, 4, 5]: the pusher's and the "
-                          "block's x, y), or plan with cost.block_entries=[]")
+        raise ConfigError(f"{what} reads the world model's predicted state, but the model has no readout: train it "
+                          "with model.state_targets (e.g. [0, 1, 4, 5]: the pusher's and the block's x, y)"
+                          + (", or plan with cost.block_entries=[]" if entries else ""))
     if entries and max(entries) >= len(targets):
         raise ConfigError(f"cost.block_entries={list(entries)} indexes the model's {len(targets)} predicted entries "
                           f"(model.state_targets={list(targets)})")
