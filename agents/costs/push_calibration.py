@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3000,
-                     min_gap: float = 0.05) -> dict[str, Any]:
+                     min_gap: float = 0.05, rollout: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
     """Fit :class:`PushCost`'s finger map on recorded rollouts; returns the map and its error.
 
     The rollouts record the pusher's and the block's table positions with every frame (as BAIR
@@ -37,12 +37,15 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
     quadratic in the rod's centroid then predicts it (about 1 pixel of error where the bar
     heuristic has 2). Half the frames fit, the other half measure the error.
 
+    ``rollout``: the frames and states :func:`rollout_frames` read from ``data_root``, when the
+    caller has them already.
+
     Returns:
         ``{"finger_map": (2, 6) tensor, "error_px": mean error on held-out frames,
         "bar_error_px": the heuristic's error on them, "frames": frames used}``.
     """
     from envs.scene import StateLayout
-    frames_f, states_t = _rollout_frames(data_root, max_frames)
+    frames_f, states_t = rollout if rollout is not None else rollout_frames(data_root, max_frames)
     (blocks, block_mass), (rods, rod_mass) = cost.block_position(frames_f), cost.rod_centroid(frames_f)
     seen = (block_mass >= cost.min_mass) & (rod_mass >= cost.min_mass)
     if int(seen.sum()) < 50:
@@ -59,7 +62,7 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
 
 
 def fit_camera(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3000,
-               min_gap: float = 0.05) -> dict[str, Any]:
+               min_gap: float = 0.05, rollout: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
     """Fit the map from table positions to pixels, and a whole block's weight, on recorded rollouts.
 
     On frames where the block is detected (weight at least ``cost.min_mass``) and the pusher is
@@ -67,6 +70,7 @@ def fit_camera(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3
     the block's recorded table position to its detected pixel position is fitted by least
     squares; the median of the block's weight on those frames is a whole block's. With them
     :class:`PushCost` reads a world model's predicted block position where the frames lose it.
+    ``rollout`` as for :func:`calibrate_finger`.
 
     Returns:
         ``{"camera": (3, 2) tensor, "block_mass": float, "error_px": mean fit error, "frames": frames used}``.
@@ -75,7 +79,7 @@ def fit_camera(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3
         DataError: rollouts without states, or fewer than 3 such frames.
     """
     from envs.scene import StateLayout
-    frames_f, states_t = _rollout_frames(data_root, max_frames)
+    frames_f, states_t = rollout if rollout is not None else rollout_frames(data_root, max_frames)
     blocks, mass = cost.block_position(frames_f)
     block_xy, pusher_xy = states_t[:, StateLayout(1).object(0)][:, :2], states_t[:, :2]
     clear = ((block_xy - pusher_xy).norm(dim=-1) > min_gap) & (mass >= cost.min_mass)
@@ -103,7 +107,7 @@ def _fit_quadratic(points: torch.Tensor, target: torch.Tensor) -> tuple[torch.Te
     return fitted, (feats[held_out] @ fitted.T - target[held_out]).norm(dim=-1).mean(), held_out
 
 
-def _rollout_frames(data_root: str | os.PathLike, max_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+def rollout_frames(data_root: str | os.PathLike, max_frames: int = 3000) -> tuple[torch.Tensor, torch.Tensor]:
     """Up to about ``max_frames`` frames ``N x C x h x w`` in [0, 1] spread over a rollout folder, with
     their recorded states ``N x S``."""
     from mbvc.data.rollouts import RolloutDataset
@@ -172,8 +176,10 @@ class PushCalibration:
             from mbvc.data.rollouts import RolloutDataset
 
             episodes = len(RolloutDataset(data_root, seq_len=1, stride=None, uint8=True))
+        rollout: tuple[torch.Tensor, torch.Tensor] | None = None
         try:
-            seen = fit_camera(PushCost(background), data_root)
+            rollout = rollout_frames(data_root)  # read once for both fits
+            seen = fit_camera(PushCost(background), data_root, rollout=rollout)
         except DataError as exc:  # rollouts without states; the tiny configuration's few frames
             log.info("push cost: no table-to-pixel map (%s); the cost cannot read a model's state readout", exc)
             camera: dict[str, Any] = {"info": {"camera_failed": True}}
@@ -183,7 +189,7 @@ class PushCalibration:
         if not finger:
             return cls(background, None, episodes, **camera)
         try:
-            fit = calibrate_finger(PushCost(background), data_root)
+            fit = calibrate_finger(PushCost(background), data_root, rollout=rollout)
         except DataError as exc:  # e.g. the tiny configuration's few frames
             log.warning("push cost: finger calibration impossible (%s); using the rod-as-a-bar heuristic", exc)
             return cls(background, None, episodes, **camera)
@@ -269,4 +275,4 @@ def load_calibration(data_root: str | os.PathLike, finger: bool = True) -> PushC
 
 
 __all__ = ["CALIBRATION_FILE", "PushCalibration", "background_image", "calibrate_finger", "fit_camera",
-           "load_calibration"]
+           "load_calibration", "rollout_frames"]
