@@ -208,16 +208,15 @@ class PredRNNModel(PlanningModel):
         self._check_horizon(actions.shape[1])
         actions = actions.to(self.device, torch.float32)
         size = self.chunk_size or actions.shape[0]
-        if self.predict == "frames":
-            with self._autocast():
-                outs = [self.model.rollout(state, actions.shape[1], actions=chunk) for chunk in actions.split(size)]
+        frames_only = self.predict == "frames"
+        extra = {} if frames_only else {"states": True}  # a model without a readout need not take the keyword
+        with self._autocast():
+            outs = [self.model.rollout(state, actions.shape[1], actions=chunk, **extra) for chunk in actions.split(size)]
+        if frames_only:
             out = outs[0] if len(outs) == 1 else torch.cat(outs)
             return out.float().clamp_(0.0, 1.0)
-        with self._autocast():
-            both = [self.model.rollout(state, actions.shape[1], actions=chunk, states=True)
-                    for chunk in actions.split(size)]
-        frames = torch.cat([f for f, _ in both]).float().clamp_(0.0, 1.0)
-        return FramesAndStates(frames, torch.cat([extras["states"] for _, extras in both]).float())
+        frames = torch.cat([f for f, _ in outs]).float().clamp_(0.0, 1.0)
+        return FramesAndStates(frames, torch.cat([extras["states"] for _, extras in outs]).float())
 
     def _check_horizon(self, horizon: int) -> None:
         """Say once per level (:func:`extrapolation_level`) when a plan rolls the model past its trained steps."""

@@ -177,24 +177,24 @@ class PushCalibration:
 
             episodes = len(RolloutDataset(data_root, seq_len=1, stride=None, uint8=True))
         rollout: tuple[torch.Tensor, torch.Tensor] | None = None
+        camera, block_mass, finger_map, info = None, None, None, {}
         try:
             rollout = rollout_frames(data_root)  # read once for both fits
             seen = fit_camera(PushCost(background), data_root, rollout=rollout)
         except DataError as exc:  # rollouts without states; the tiny configuration's few frames
             log.info("push cost: no table-to-pixel map (%s); the cost cannot read a model's state readout", exc)
-            camera: dict[str, Any] = {"info": {"camera_failed": True}}
+            info["camera_failed"] = True
         else:
-            camera = {"camera": seen["camera"], "block_mass": seen["block_mass"],
-                      "info": {"camera_error_px": seen["error_px"]}}
-        if not finger:
-            return cls(background, None, episodes, **camera)
-        try:
-            fit = calibrate_finger(PushCost(background), data_root, rollout=rollout)
-        except DataError as exc:  # e.g. the tiny configuration's few frames
-            log.warning("push cost: finger calibration impossible (%s); using the rod-as-a-bar heuristic", exc)
-            return cls(background, None, episodes, **camera)
-        info = {**camera.pop("info"), **{k: fit[k] for k in ("error_px", "bar_error_px", "frames")}}
-        return cls(background, fit["finger_map"], episodes, info, **camera)
+            camera, block_mass, info["camera_error_px"] = seen["camera"], seen["block_mass"], seen["error_px"]
+        if finger:
+            try:
+                fit = calibrate_finger(PushCost(background), data_root, rollout=rollout)
+            except DataError as exc:  # e.g. the tiny configuration's few frames
+                log.warning("push cost: finger calibration impossible (%s); using the rod-as-a-bar heuristic", exc)
+            else:
+                finger_map = fit["finger_map"]
+                info.update({k: fit[k] for k in ("error_px", "bar_error_px", "frames")})
+        return cls(background, finger_map, episodes, info, camera, block_mass)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the calibration as a safetensors file (atomically)."""
