@@ -198,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         lines.append(f"| {r['role']} | {r['patch_size']} | {r['method']} | {r['search_radius']} | "
                      f"{r['temperature'] or 'default'} | {r['real_px']:.2f} | {r['predicted_px']:.2f} |")
-    lines.append(f"| (standing still) | | | | | object {report['standing_still_px']['object']:.2f}"
-                 + (f", agent {report['standing_still_px']['agent']:.2f}" if "agent" in still else "") + " | |")
+    lines.append("| (standing still) | | | | | " + ", ".join(f"{role} {px:.2f}" for role, px in
+                                                      report["standing_still_px"].items()) + " | |")
     save_results(args.out, report, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -396,6 +396,11 @@ class DesignatedPushCost(DesignatedObjectCost):
         behind: pixels beyond the object (away from the target) where the agent should be.
         keep_out: pixels around the object the agent should enter only from behind.
         keep_out_weight: weight of the keep-out term.
+        search_radius: std (pixels) of the prior keeping the object's track near its last
+            position; unlike :class:`DesignatedObjectCost` it is on by default (2 px): a pushed
+            object has the agent beside it, and a patch that takes some of the agent in matches
+            the agent elsewhere in a whole-frame search (Push-v0 with the demo's world models:
+            71% against 64% over three draws, benchmarks/notes/push-state-readout.md).
         **kwargs: the object's tracking and the horizon weights (:class:`DesignatedObjectCost`);
             ``designation`` may carry a fixed ``agent`` pixel.
     """
@@ -410,9 +415,10 @@ class DesignatedPushCost(DesignatedObjectCost):
         behind: float = 3.0,
         keep_out: float = 6.0,
         keep_out_weight: float = 2.0,
+        search_radius: float | None = 2.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(search_radius=search_radius, **kwargs)
         agent_temperature = _check_tracker("agent_", agent_patch_size, agent_method, agent_temperature,
                                            agent_search_radius)
         if not (behind > 0 and keep_out > 0):

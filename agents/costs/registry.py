@@ -222,12 +222,15 @@ class DesignatedPushCostConfig(DesignatedObjectCostConfig):
     Attributes:
         agent: the agent's effector pixel ``[row, col]`` in the first observation; ``None``: the
             environment designates it (with ``source`` / ``target``).
+        search_radius: as ``designated_object``'s, but 2 px by default (a pushed object meets
+            the agent, whose looks a whole-frame search can take for the object's).
         agent_patch_size: side (odd, pixels) of the agent's appearance patch.
         pusher_weight: weight of the shaping that brings the agent behind the object.
         keep_out_weight: weight of the keep-out term.
     """
 
     name: str = "designated_push"
+    search_radius: float | None = 2.0
     agent: list[float] | None = None
     agent_patch_size: int = 7
     pusher_weight: float = 0.5

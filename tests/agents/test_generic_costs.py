@@ -189,6 +189,21 @@ def test_designated_push_cost_prefers_the_agent_behind_the_object_then_the_objec
     assert costs.tolist() == pytest.approx([8 + 0.5 * 8 + 2.0 * 1, 8.0, 6.0], abs=0.3)
 
 
+def test_designated_push_keeps_the_objects_track_among_lookalikes_by_default():
+    # The prediction shows the object one pixel on and, far from it, a lookalike (on Push-v0:
+    # the agent's arm where the object's first patch took some in). A whole-frame search is
+    # drawn to both; the default prior (2 px around where the object is now) keeps the object.
+    first = push_scene((6, 6), (20, 20))
+    goal = DesignatedGoal((6, 6), (6, 18), agent=(20, 20)).with_observation(first)
+    later = push_scene((7, 7), (20, 20))
+    later[:, 15:18, 3:6] = first[:, 5:8, 5:8]
+    assert DesignatedPushCost().search_radius == 2.0
+    on_object = DesignatedPushCost()._track(later[None, None], goal)[0, 0]
+    assert on_object.tolist() == pytest.approx([7.0, 7.0], abs=0.3)
+    whole_frame = DesignatedPushCost(search_radius=None)._track(later[None, None], goal)[0, 0]
+    assert float(whole_frame[0]) > 9.0  # pulled towards the lookalike at row 16
+
+
 def test_observe_follows_the_designated_object_and_agent_through_the_episode():
     first = push_scene((12, 10), (12, 4))
     cost = DesignatedPushCost(search_radius=2.0)
