@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="a trained action-conditioned world model (run folder or file)")
     p.add_argument("--seeds", required=True, help="episode seeds, e.g. 1001022,1001003 or 1000500-1000504")
     p.add_argument("--env", default="mbvc/Push-v0")
-    p.add_argument("--cost", default="designated_push", help="designated_push or designated_object")
+    p.add_argument("--cost", default="designated_push", choices=("designated_push", "designated_object"),
+                   help="the designated cost to replay")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a plan.* or cost.* override, as mbvc plan --set")
     p.add_argument("--steps", action="store_true", help="print every step, not only each episode's summary")
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents.costs.registry import with_cost_name
     from agents.models import PredRNNModel
     from agents.plan import make_env, mpc_agent
-    from agents.plan_records import parse_seeds
+    from agents.plan_records import data_env_kwargs, parse_seeds
     from agents.planners import PlannerConfig
     from mbvc.config import apply_overrides, section_config
     from mbvc.errors import MbvcError
@@ -96,7 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         cost = build_cost(cost_config(sections["cost"], str(args.model)))
         planner = section_config(PlannerConfig, sections, "plan", str(args.model))
         model = PredRNNModel(trained.model, predict=cost.reads)
-        env = make_env(args.env, model.image_size, PUSH_KWARGS if args.env == "mbvc/Push-v0" else None)
+        data = (run.get("data") or {}).get("root")  # the dynamics and looks the model learnt, as mbvc plan
+        env_kwargs = {**data_env_kwargs(None if data is None else Path(data) / "train", args.env),
+                      **(PUSH_KWARGS if args.env == "mbvc/Push-v0" else {})}
+        env = make_env(args.env, model.image_size, env_kwargs)
         agent = mpc_agent(model, cost, planner, env)
         records = []
         for seed in parse_seeds(args.seeds):
