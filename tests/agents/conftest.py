@@ -120,13 +120,5 @@ def line_env() -> LineEnv:
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Run each agents test on one intra-op thread, restoring the setting afterwards.
-
-    The tensors here are tiny; with several threads on a loaded machine, OpenMP's waiting
-    between the many small ops made planning tests ~8x slower, not faster.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_thread):
+    """Every agents test on one torch thread (planning tests ran ~8x slower on several)."""

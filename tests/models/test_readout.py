@@ -11,12 +11,7 @@ from mbvc.models.curriculum import CurriculumConfig
 from tests.models.conftest import tiny_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _squares(b: int, gen: torch.Generator, t: int = 6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

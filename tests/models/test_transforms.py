@@ -28,13 +28,7 @@ VARIANTS = [
 BIG = 100.0  # softmax([BIG, -BIG, -BIG]) is exactly (1, 0, 0) in float32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions: one thread is several times faster than two contended ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def flow_config(name: str = "predrnn_v2", **kw) -> ModelConfig:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mbvc.config import RunConfig, load_run_config
 
@@ -45,10 +44,5 @@ def tiny_cli_args(*overrides: str) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions on a shared 2-core machine: one thread avoids contention stalls that
-    # make a millisecond op take a second.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_thread):
+    """Every training test on one torch thread (tests/conftest.py says why)."""
