@@ -34,9 +34,9 @@ class PushCost(Cost):
     of the collected frames) is zero except where the block and the pusher are. A pixel's change
     is projected on the colour direction from the background to the object (the block: redder,
     less green and blue; the pusher's rod: brighter and bluer), which keeps blurry, faded
-    predictions detectable where a fixed colour match loses them. The block's position is the centroid of
-    its weight; the pusher's rod rises from the finger to the top edge of the image, so its
-    centroid column is the finger's and twice its centroid row is the finger's row.
+    predictions detectable where a fixed colour match loses them. The block's position is the
+    centroid of its weight; the pusher's rod rises from the finger to the top edge of the image,
+    so its centroid column is the finger's and twice its centroid row is the finger's row.
 
     The cost per step is the block's distance to its position in the goal image plus
     ``pusher_weight`` times the finger's distance to a point ``behind`` pixels beyond the

@@ -9,6 +9,7 @@ in the rollout folder.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -24,9 +25,10 @@ from .push import PushCost, _bar_finger, _quadratic_features
 log = logging.getLogger(__name__)
 
 
-def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3000,
-                     min_gap: float = 0.05, rollout: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
-    """Fit :class:`PushCost`'s finger map on recorded rollouts; returns the map and its error.
+def calibrate_finger(cost: PushCost, frames: torch.Tensor, states: torch.Tensor,
+                     min_gap: float = 0.05) -> dict[str, Any]:
+    """Fit :class:`PushCost`'s finger map on recorded frames ``N x C x h x w`` and their states ``N x S``
+    (:func:`rollout_frames` reads them from a rollout folder); returns the map and its error.
 
     The rollouts record the pusher's and the block's table positions with every frame (as BAIR
     records the end effector's). Camera calibration from them: an affine map from table
@@ -37,22 +39,18 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
     quadratic in the rod's centroid then predicts it (about 1 pixel of error where the bar
     heuristic has 2). Half the frames fit, the other half measure the error.
 
-    ``rollout``: the frames and states :func:`rollout_frames` read from ``data_root``, when the
-    caller has them already.
-
     Returns:
         ``{"finger_map": (2, 6) tensor, "error_px": mean error on held-out frames,
         "bar_error_px": the heuristic's error on them, "frames": frames used}``.
     """
     from envs.scene import StateLayout
-    frames_f, states_t = rollout if rollout is not None else rollout_frames(data_root, max_frames)
-    (blocks, block_mass), (rods, rod_mass) = cost.block_position(frames_f), cost.rod_centroid(frames_f)
+    (blocks, block_mass), (rods, rod_mass) = cost.block_position(frames), cost.rod_centroid(frames)
     seen = (block_mass >= cost.min_mass) & (rod_mass >= cost.min_mass)
     if int(seen.sum()) < 50:
-        raise DataError(f"{data_root}: only {int(seen.sum())} frames show both the block and the pusher; "
+        raise DataError(f"only {int(seen.sum())} of {len(frames)} frames show both the block and the pusher; "
                         "calibrate_finger needs at least 50")
-    blocks, rods, states_t = blocks[seen], rods[seen], states_t[seen]
-    block_xy, pusher_xy = states_t[:, StateLayout(1).object(0)][:, :2], states_t[:, :2]
+    blocks, rods, states = blocks[seen], rods[seen], states[seen]
+    block_xy, pusher_xy = states[:, StateLayout(1).object(0)][:, :2], states[:, :2]
     clear = (block_xy - pusher_xy).norm(dim=-1) > min_gap
     camera = _affine_camera(block_xy[clear], blocks[clear])
     target = (torch.cat([pusher_xy, torch.ones(len(blocks), 1)], 1).double() @ camera).float()
@@ -61,30 +59,29 @@ def calibrate_finger(cost: PushCost, data_root: str | os.PathLike, max_frames: i
     return {"finger_map": finger_map, "error_px": float(err), "bar_error_px": float(bar_err), "frames": len(rods)}
 
 
-def fit_camera(cost: PushCost, data_root: str | os.PathLike, max_frames: int = 3000,
-               min_gap: float = 0.05, rollout: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
-    """Fit the map from table positions to pixels, and a whole block's weight, on recorded rollouts.
+def fit_camera(cost: PushCost, frames: torch.Tensor, states: torch.Tensor, min_gap: float = 0.05) -> dict[str, Any]:
+    """Fit the map from table positions to pixels, and a whole block's weight, on recorded frames and
+    states (as :func:`calibrate_finger`).
 
     On frames where the block is detected (weight at least ``cost.min_mass``) and the pusher is
     at least ``min_gap`` metres from it (so that its rod hides none of it), an affine map from
     the block's recorded table position to its detected pixel position is fitted by least
     squares; the median of the block's weight on those frames is a whole block's. With them
     :class:`PushCost` reads a world model's predicted block position where the frames lose it.
-    ``rollout`` as for :func:`calibrate_finger`.
 
     Returns:
         ``{"camera": (3, 2) tensor, "block_mass": float, "error_px": mean fit error, "frames": frames used}``.
 
     Raises:
-        DataError: rollouts without states, or fewer than 3 such frames.
+        DataError: fewer than 3 such frames.
     """
     from envs.scene import StateLayout
-    frames_f, states_t = rollout if rollout is not None else rollout_frames(data_root, max_frames)
-    blocks, mass = cost.block_position(frames_f)
-    block_xy, pusher_xy = states_t[:, StateLayout(1).object(0)][:, :2], states_t[:, :2]
+    blocks, mass = cost.block_position(frames)
+    block_xy, pusher_xy = states[:, StateLayout(1).object(0)][:, :2], states[:, :2]
     clear = ((block_xy - pusher_xy).norm(dim=-1) > min_gap) & (mass >= cost.min_mass)
     if int(clear.sum()) < 3:
-        raise DataError(f"{data_root}: only {int(clear.sum())} frames show the whole block; fit_camera needs at least 3")
+        raise DataError(f"only {int(clear.sum())} of {len(frames)} frames show the whole block; fit_camera needs "
+                        "at least 3")
     camera = _affine_camera(block_xy[clear], blocks[clear])
     fitted = torch.cat([block_xy[clear], torch.ones(int(clear.sum()), 1)], 1).double() @ camera
     error = float((fitted.float() - blocks[clear]).norm(dim=-1).mean())
@@ -176,21 +173,22 @@ class PushCalibration:
             from mbvc.data.rollouts import RolloutDataset
 
             episodes = len(RolloutDataset(data_root, seq_len=1, stride=None, uint8=True))
-        rollout: tuple[torch.Tensor, torch.Tensor] | None = None
+        read = functools.cache(lambda: rollout_frames(data_root))  # one read for both fits
         camera, block_mass, finger_map, info = None, None, None, {}
         try:
-            rollout = rollout_frames(data_root)  # read once for both fits
-            seen = fit_camera(PushCost(background), data_root, rollout=rollout)
+            seen = fit_camera(PushCost(background), *read())
         except DataError as exc:  # rollouts without states; the tiny configuration's few frames
-            log.info("push cost: no table-to-pixel map (%s); the cost cannot read a model's state readout", exc)
+            log.info("push cost: no table-to-pixel map from %s (%s); the cost cannot read a model's state readout",
+                     data_root, exc)
             info["camera_failed"] = True
         else:
             camera, block_mass, info["camera_error_px"] = seen["camera"], seen["block_mass"], seen["error_px"]
         if finger:
             try:
-                fit = calibrate_finger(PushCost(background), data_root, rollout=rollout)
+                fit = calibrate_finger(PushCost(background), *read())
             except DataError as exc:  # e.g. the tiny configuration's few frames
-                log.warning("push cost: finger calibration impossible (%s); using the rod-as-a-bar heuristic", exc)
+                log.warning("push cost: finger calibration on %s impossible (%s); using the rod-as-a-bar heuristic",
+                            data_root, exc)
             else:
                 finger_map = fit["finger_map"]
                 info.update({k: fit[k] for k in ("error_px", "bar_error_px", "frames")})

@@ -109,7 +109,7 @@ def test_episode_mix_policy_draws_from_the_seed():
 
 def test_finger_calibration_on_recorded_rollouts_beats_the_bar_heuristic(tmp_path):
     pytest.importorskip("mujoco")
-    from agents.costs.push_calibration import background_image, calibrate_finger
+    from agents.costs.push_calibration import background_image, calibrate_finger, rollout_frames
     from envs.collect import CollectConfig, collect
     from mbvc.errors import ShapeError
 
@@ -117,7 +117,7 @@ def test_finger_calibration_on_recorded_rollouts_beats_the_bar_heuristic(tmp_pat
     collect(root, CollectConfig(env_id="mbvc/Push-v0", num_episodes=10, policy="episode_mix", seed=3,
                                 image_size=32, episode_length=20, num_envs=1, progress=False))
     cost = PushCost(background_image(root))
-    fit = calibrate_finger(cost, root)
+    fit = calibrate_finger(cost, *rollout_frames(root))
     assert fit["finger_map"].shape == (2, 6) and fit["frames"] >= 50
     # the fitted map puts the finger where the block would be seen at the pusher's position
     assert fit["error_px"] < 1.5 and fit["error_px"] < 0.75 * fit["bar_error_px"]

@@ -129,7 +129,7 @@ def test_the_camera_is_fitted_on_recorded_rollouts_saved_and_refitted_for_an_old
     root = tmp_path / "rollouts"
     collect(root, CollectConfig(env_id="mbvc/Push-v0", num_episodes=10, policy="episode_mix", seed=3, image_size=32,
                                 episode_length=20, num_envs=1, progress=False))
-    fit = push.fit_camera(PushCost(push.background_image(root)), root)
+    fit = push.fit_camera(PushCost(push.background_image(root)), *push.rollout_frames(root))
     assert fit["camera"].shape == (3, 2) and fit["frames"] >= 50 and fit["block_mass"] > 0
     assert fit["error_px"] < 1.0  # the block's detected pixel is an affine function of its table position
     cost = build_cost({"name": "push", "block_entries": [2, 3]}, root)
